@@ -1,0 +1,212 @@
+"""Frozen configuration dataclasses; their defaults train the shipped model.
+
+The shipped model (`saved_models/cvae/1`) was trained with the defaults below by
+
+    make train        # == python -m pipelines.train
+
+See `README.md` ("The shipped model") for the time per epoch it printed and the figures it reached.
+For a smoke run that finishes in seconds use `Config.small()` (what the tests train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from typing import Literal
+
+Likelihood = Literal["discretized_logistic", "bernoulli", "continuous_bernoulli"]
+DataSource = Literal["auto", "idx", "tfds"]
+
+
+def _require(ok: bool, name: str, value, problem: str) -> None:
+    if not ok:
+        raise ValueError(f"config: {name}={value!r} {problem}")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where Fashion-MNIST comes from and how it is batched."""
+
+    # Folder holding the four original IDX .gz files; None searches $FASHION_MNIST_DIR, then
+    # /usr/share/datasets/fashion-mnist, then falls back to tfds (see `cvae.data.resolve_source`).
+    data_dir: str | None = None
+    source: DataSource = "auto"
+    # Held out of the 60,000 training images by a fixed permutation (independent of `seed`), so
+    # every run validates on the same images; the official 10,000 test images stay untouched.
+    validation_size: int = 5000
+    batch_size: int = 128
+    # Use only the first N training (and N // 5 validation) images: smoke runs and tests.
+    limit: int | None = None
+
+    def __post_init__(self):
+        _require(self.validation_size >= 1, "validation_size", self.validation_size, "must be >= 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of q(z|x,y) and p(x|z,y)."""
+
+    latent_dim: int = 16
+    # discretized_logistic: 256-level grayscale likelihood (default; see README "Likelihoods").
+    # bernoulli: dynamically binarised pixels, for likelihoods comparable with the literature.
+    # continuous_bernoulli: density on [0, 1] (Loaiza-Ganem & Cunningham, 2019).
+    likelihood: Likelihood = "discretized_logistic"
+    encoder_filters: tuple[int, ...] = (32, 64)
+    decoder_filters: tuple[int, ...] = (64, 32)
+    hidden_dim: int = 256
+    # Lower bound of the logistic scale, in [0, 1] pixel units (0.3 of one gray level): keeps
+    # log-probabilities finite on pixels the decoder is certain about.
+    min_scale: float = 1e-3
+
+    def __post_init__(self):
+        _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "must be >= 1")
+        _require(len(self.encoder_filters) == 2, "encoder_filters", self.encoder_filters,
+                 "must have 2 entries (28 -> 14 -> 7)")
+        _require(len(self.decoder_filters) == 2, "decoder_filters", self.decoder_filters,
+                 "must have 2 entries (7 -> 14 -> 28)")
+        _require(all(f >= 1 for f in self.encoder_filters + self.decoder_filters),
+                 "encoder_filters/decoder_filters", self.encoder_filters + self.decoder_filters,
+                 "must be positive")
+        _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "must be >= 1")
+        _require(self.likelihood in typing.get_args(Likelihood), "likelihood", self.likelihood,
+                 f"must be one of {typing.get_args(Likelihood)}")
+        _require(self.min_scale > 0, "min_scale", self.min_scale, "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, and where results go."""
+
+    epochs: int = 12
+    learning_rate: float = 1e-3
+    # Weight of the KL term in the objective (1 = the ELBO). Reported metrics are always the
+    # unweighted negative ELBO and its parts.
+    beta: float = 1.0
+    # The KL weight rises linearly from 0 to `beta` over this many optimiser steps.
+    kl_warmup_steps: int = 2000
+    # XLA for the train step: slower on this project's 2-core CPU (measured ~1,000-1,250 vs
+    # 400-550 images/s), worth trying on GPUs.
+    jit_compile: bool = False
+    seed: int = 0
+    name: str = "cvae"
+    runs_dir: str = "runs"
+    export_dir: str = "saved_models/cvae"
+
+    def __post_init__(self):
+        _require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        _require(self.beta >= 0, "beta", self.beta, "must be >= 0")
+        _require(self.kl_warmup_steps >= 0, "kl_warmup_steps", self.kl_warmup_steps, "must be >= 0")
+        _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+                 "name", self.name, "must be a plain folder name")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def small(cls, **train_overrides) -> "Config":
+        """A seconds-long variant for tests and smoke runs: 512 images, tiny layers, 1 epoch."""
+        return cls(
+            data=DataConfig(limit=512, batch_size=64, validation_size=128),
+            model=ModelConfig(latent_dim=4, encoder_filters=(8, 16), decoder_filters=(16, 8),
+                              hidden_dim=32),
+            train=TrainConfig(**{"epochs": 1, "kl_warmup_steps": 4, "name": "small",
+                                 **train_overrides}),
+        )
+
+    def replace(self, **flat) -> "Config":
+        """Returns a copy with fields changed by their flat names (e.g. `latent_dim=2`)."""
+        sections = {s.name: {} for s in dataclasses.fields(self)}
+        owner = _field_owners()
+        for key, value in flat.items():
+            if key not in owner:
+                raise ValueError(f"unknown config field {key!r}")
+            sections[owner[key]][key] = value
+        return Config(**{name: dataclasses.replace(getattr(self, name), **changes)
+                         for name, changes in sections.items()})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        kwargs = {}
+        for section in dataclasses.fields(cls):
+            section_type = _SECTIONS[section.name]
+            values = dict(d.get(section.name, {}))
+            for f in dataclasses.fields(section_type):
+                if f.name in values and _is_tuple(f.type) and values[f.name] is not None:
+                    values[f.name] = tuple(values[f.name])
+            unknown = set(values) - {f.name for f in dataclasses.fields(section_type)}
+            if unknown:
+                raise ValueError(f"unknown config field(s) in {section.name!r}: {sorted(unknown)}")
+            kwargs[section.name] = section_type(**values)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _field_owners() -> dict[str, str]:
+    owners = {}
+    for section, section_type in _SECTIONS.items():
+        for f in dataclasses.fields(section_type):
+            assert f.name not in owners, f"config field {f.name} is defined twice"
+            owners[f.name] = section
+    return owners
+
+
+def _resolved_type(t):
+    return eval(t, vars(typing) | globals()) if isinstance(t, str) else t  # noqa: S307
+
+
+def _is_tuple(t) -> bool:
+    return typing.get_origin(_resolved_type(t)) is tuple
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one `--flag` per config field (underscores become dashes), defaulting to None."""
+    for section, section_type in _SECTIONS.items():
+        group = parser.add_argument_group(f"{section} config")
+        for f in dataclasses.fields(section_type):
+            t = _resolved_type(f.type)
+            flag = "--" + f.name.replace("_", "-")
+            kwargs = {"default": None, "dest": f.name,
+                      "help": f"(default: {getattr(section_type(), f.name)!r})"}
+            args = typing.get_args(t)
+            if typing.get_origin(t) is Literal:
+                kwargs["choices"] = args
+            elif typing.get_origin(t) is tuple:
+                kwargs.update(type=int, nargs="+")
+            elif t is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif isinstance(t, types.UnionType):  # e.g. `int | None`
+                kwargs["type"] = next(a for a in args if a is not type(None))
+            else:
+                kwargs["type"] = t
+            group.add_argument(flag, **kwargs)
+
+
+def config_from_arguments(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Builds a Config from `base` (default: `Config()`) and the flags the user gave."""
+    flat = {name: getattr(args, name) for name in _field_owners()
+            if getattr(args, name, None) is not None}
+    flat = {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}
+    return (base or Config()).replace(**flat)

@@ -1,0 +1,142 @@
+"""SavedModel export: the serving signatures (a public contract) and versioned, atomic writes.
+
+Layout, as TensorFlow Serving expects it: `<base>/<version>/saved_model.pb`, `variables/`, and
+`assets.extra/` with `config.json`, `classes.json` and `metrics.json`. A version is written to a
+non-numeric temporary sibling (which TF Serving ignores), loaded back and smoke-tested, and only
+then renamed to the next integer; an existing version is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from cvae.config import Config
+from cvae.labels import CLASS_NAMES
+from cvae.model import CVAE, one_hot_labels
+
+ASSETS_EXTRA = "assets.extra"
+SIGNATURES = ("serving_default", "decode", "encode", "reconstruct", "restyle")
+
+
+def _spec(shape, dtype, name):
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+def _image_spec(name="images"):
+    return _spec([None, 28, 28, 1], tf.float32, name)
+
+
+def _checked_images(images: tf.Tensor) -> tf.Tensor:
+    """`images` with a run-time check that every pixel is a number in [0, 1]."""
+    in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
+    check = tf.debugging.Assert(
+        in_range, ["images must be float32 pixels in [0, 1] (scale 8-bit images by 1/255)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+class ServingModule(tf.Module):
+    """The exported functions. Every input is batched along dimension 0."""
+
+    def __init__(self, model: CVAE):
+        super().__init__(name="cvae_serving")
+        # Track the variables, not the Keras model: SavedModel would otherwise also trace the
+        # model's own default signature (as Keras' ExportArchive, this saves the weights only).
+        self.model_variables = list(model.variables)
+        object.__setattr__(self, "model", model)  # untracked reference for the functions
+        latent = model.config.latent_dim
+        self.generate = tf.function(self._generate, input_signature=[
+            _spec([None], tf.int32, "label"), _spec([None], tf.int32, "seed")])
+        self.decode = tf.function(self._decode, input_signature=[
+            _spec([None, latent], tf.float32, "z"), _spec([None], tf.int32, "label")])
+        self.encode = tf.function(self._encode, input_signature=[
+            _image_spec(), _spec([None], tf.int32, "label")])
+        self.reconstruct = tf.function(self._reconstruct, input_signature=[
+            _image_spec(), _spec([None], tf.int32, "label")])
+        self.restyle = tf.function(self._restyle, input_signature=[
+            _image_spec(), _spec([None], tf.int32, "label"), _spec([None], tf.int32, "target_label")])
+
+    def _decode_mean(self, z, label):
+        return self.model.decode(z, label)
+
+    def _generate(self, label, seed):
+        """z ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
+        gives the same z in any process and any batch), then the decoder's mean."""
+        one_hot_labels(label)  # fail fast, before sampling, on a label out of range
+        z = tf.map_fn(
+            lambda s: tf.random.stateless_normal([self.model.config.latent_dim],
+                                                 seed=tf.stack([s, 0])),
+            seed, fn_output_signature=tf.float32)
+        return {"images": self._decode_mean(z, label), "z": z}
+
+    def _decode(self, z, label):
+        return {"images": self._decode_mean(z, label)}
+
+    def _encode(self, images, label):
+        p = self.model.encode(_checked_images(images), label)
+        return {"mean": p["mean"], "stddev": p["stddev"]}
+
+    def _reconstruct(self, images, label):
+        mean = self.model.encode(_checked_images(images), label)["mean"]
+        return {"images": self._decode_mean(mean, label)}
+
+    def _restyle(self, images, label, target_label):
+        one_hot_labels(target_label)
+        mean = self.model.encode(_checked_images(images), label)["mean"]
+        return {"images": self._decode_mean(mean, target_label)}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.generate, "decode": self.decode, "encode": self.encode,
+                "reconstruct": self.reconstruct, "restyle": self.restyle}
+
+
+def versions(base_dir: str | os.PathLike) -> list[int]:
+    """The integer version directories under a model base path, ascending."""
+    base = Path(base_dir)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export(model: CVAE, config: Config, metrics: dict | None,
+           base_dir: str | os.PathLike) -> Path:
+    """Writes the next version under `base_dir` and returns its path."""
+    base = Path(base_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    version = (versions(base) or [0])[-1] + 1
+    final = base / str(version)
+    tmp = base / f".tmp-export-{uuid.uuid4().hex}"
+    try:
+        module = ServingModule(model)
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        extra = tmp / ASSETS_EXTRA
+        extra.mkdir()
+        (extra / "config.json").write_text(config.to_json())
+        (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
+        (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        _smoke_test(tmp, config.model.latent_dim)
+        if final.exists():
+            raise FileExistsError(f"{final} appeared while exporting; it was left untouched")
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def _smoke_test(path: Path, latent_dim: int) -> None:
+    """Loads the export back and checks that generation gives finite images of the right shape."""
+    loaded = tf.saved_model.load(str(path))
+    out = loaded.signatures["serving_default"](label=tf.range(10), seed=tf.range(10))
+    images, z = out["images"].numpy(), out["z"].numpy()
+    if images.shape != (10, 28, 28, 1) or z.shape != (10, latent_dim):
+        raise RuntimeError(f"export smoke test: got images {images.shape}, z {z.shape}")
+    if not (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
+        raise RuntimeError("export smoke test: generated images are not finite values in [0, 1]")

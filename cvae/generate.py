@@ -1,0 +1,89 @@
+"""Images by label from an exported SavedModel alone: no training code, no TFP, no Keras model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from cvae.labels import parse_label
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No usable SavedModel version at the given path."""
+
+
+@dataclasses.dataclass
+class ServedModel:
+    """A loaded version: call its `signatures` by name with batched tensors."""
+
+    path: Path
+    version: int
+    signatures: dict
+    class_names: list[str]
+    config: dict
+    _loaded: object  # keeps the restored variables alive while the signatures are used
+
+    def label_id(self, text: str | int) -> int:
+        return parse_label(text, self.class_names)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.config["model"]["latent_dim"])
+
+
+def resolve_version(model_dir: str | os.PathLike, version: int | None = None) -> Path:
+    """`<model_dir>/<version>`, by default the highest integer version (as TF Serving serves)."""
+    base = Path(model_dir)
+    if (base / "saved_model.pb").is_file():  # a version directory given directly
+        if version is not None:
+            raise ModelNotFoundError(f"{base} is a version directory already; drop --version")
+        return base
+    if not base.is_dir():
+        raise ModelNotFoundError(f"{base}: no such model directory")
+    found = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    if version is None:
+        if not found:
+            raise ModelNotFoundError(f"{base}: no version directories (expected {base}/1, ...)")
+        version = found[-1]
+    path = base / str(version)
+    if not (path / "saved_model.pb").is_file():
+        raise ModelNotFoundError(f"{path}: no SavedModel there (versions present: {found})")
+    return path
+
+
+def load(model_dir: str | os.PathLike, version: int | None = None) -> ServedModel:
+    """Loads a version of the exported model with `tf.saved_model.load`."""
+    path = resolve_version(model_dir, version)
+    loaded = tf.saved_model.load(str(path))
+    extra = path / "assets.extra"
+    return ServedModel(path=path, version=int(path.name) if path.name.isdigit() else 0,
+                       signatures=dict(loaded.signatures),
+                       class_names=json.loads((extra / "classes.json").read_text()),
+                       config=json.loads((extra / "config.json").read_text()), _loaded=loaded)
+
+
+def seeds_for(seed: int, num: int) -> np.ndarray:
+    """`num` int32 request seeds derived from one user seed; the first k are the same for any
+    num >= k, so asking for more images keeps the ones already seen."""
+    return np.random.default_rng(seed).integers(0, 2**31 - 1, size=num, dtype=np.int64).astype(
+        np.int32)
+
+
+def generate(model: ServedModel, labels, seeds) -> dict[str, np.ndarray]:
+    """New images: {"images": float32 [N, 28, 28, 1] in [0, 1], "z": float32 [N, latent]}."""
+    out = model.signatures["serving_default"](
+        label=tf.constant(labels, tf.int32), seed=tf.constant(seeds, tf.int32))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
+    """Each image's style (its posterior mean under its own label) drawn as the target class."""
+    out = model.signatures["restyle"](images=tf.constant(images, tf.float32),
+                                      label=tf.constant(labels, tf.int32),
+                                      target_label=tf.constant(target_labels, tf.int32))
+    return out["images"].numpy()

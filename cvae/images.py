@@ -1,0 +1,60 @@
+"""Image grids and PNG files (TensorFlow ops only, so the generation path needs nothing else)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from cvae.files import atomic_write_bytes
+
+
+def grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """Tiles float images [N, 28, 28, 1] in [0, 1] row by row into one uint8 image [H, W, 1]
+    with `pad` black pixels between tiles; missing tiles at the end stay black."""
+    images = np.asarray(images, dtype=np.float32)
+    n, h, w = images.shape[:3]
+    rows = -(-n // columns)
+    out = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, 1), np.uint8)
+    pixels = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8).reshape(n, h, w, 1)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h,
+            pad + c * (w + pad): pad + c * (w + pad) + w] = pixels[i]
+    return out
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Writes a uint8 [H, W, 1] image as PNG, atomically."""
+    atomic_write_bytes(path, tf.io.encode_png(image).numpy())
+
+
+class ImageError(ValueError):
+    """An input image is not a 28x28 grayscale PNG; the message says what it is instead."""
+
+
+def read_png_28x28(path: str | os.PathLike) -> np.ndarray:
+    """Reads a 28x28 8-bit grayscale PNG as float32 [28, 28, 1] in [0, 1] (white garment on
+    black, like Fashion-MNIST); anything else raises ImageError naming the file and problem."""
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    # The IHDR chunk comes first: 8-byte signature, length, "IHDR", width, height, depth, colour.
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ImageError(f"{path}: not a PNG file")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour = data[24], data[25]
+    if colour != 0:
+        kind = {2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}.get(colour, str(colour))
+        raise ImageError(f"{path}: is a {kind} PNG; expected 8-bit grayscale")
+    if depth != 8:
+        raise ImageError(f"{path}: has {depth}-bit pixels; expected 8-bit grayscale")
+    if (width, height) != (28, 28):
+        raise ImageError(f"{path}: is {width}x{height}; expected 28x28")
+    try:
+        image = tf.io.decode_png(data, channels=1)
+    except tf.errors.InvalidArgumentError as e:
+        raise ImageError(f"{path}: corrupt PNG ({e.message})") from None
+    return image.numpy().astype(np.float32) / 255.0

@@ -1,0 +1,172 @@
+"""The conditional VAE: encoder q(z|x,y), decoder p(x|z,y), and its Keras train/test steps."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from cvae import likelihoods, losses
+from cvae.config import ModelConfig
+from cvae.labels import NUM_CLASSES
+
+tfd = tfp.distributions
+
+METRICS = ("loss", "neg_elbo", "recon", "kl")
+
+
+def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tensor:
+    """One-hot float32 [B, num_classes] of int labels [B]; a label outside 0..num_classes-1
+    raises InvalidArgumentError (tf.one_hot alone would give an all-zero condition)."""
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+        raise TypeError(f"labels must be integers, got {labels.dtype.name}")
+    checks = [
+        tf.debugging.assert_greater_equal(
+            labels, tf.cast(0, labels.dtype),
+            message=f"label out of range: labels must be in 0..{num_classes - 1}"),
+        tf.debugging.assert_less(
+            labels, tf.cast(num_classes, labels.dtype),
+            message=f"label out of range: labels must be in 0..{num_classes - 1}"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.one_hot(labels, num_classes, dtype=tf.float32)
+
+
+class Encoder(keras.layers.Layer):
+    """q(z|x,y): the one-hot label is tiled as 10 extra input channels and concatenated again
+    before the Gaussian head. Returns the posterior's mean and stddev, each [B, latent_dim]."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        f1, f2 = config.encoder_filters
+        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")
+        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu")
+        self.head = keras.layers.Dense(2 * config.latent_dim)
+
+    def call(self, x, y_onehot):
+        y_planes = tf.tile(y_onehot[:, tf.newaxis, tf.newaxis, :], [1, 28, 28, 1])
+        h = self.conv2(self.conv1(tf.concat([x, y_planes], axis=-1)))
+        h = self.hidden(tf.concat([self.flatten(h), y_onehot], axis=-1))
+        mean, raw_scale = tf.split(self.head(h), 2, axis=-1)
+        return mean, tf.nn.softplus(raw_scale) + 1e-4
+
+
+class Decoder(keras.layers.Layer):
+    """p(x|z,y): [z, one-hot y] -> dense -> 7x7 -> transposed convolutions to 28x28 -> the
+    likelihood's parameters per pixel, [B, 28, 28, channels]."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        f1, f2 = config.decoder_filters
+        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu")
+        self.project = keras.layers.Dense(7 * 7 * f1, activation="relu")
+        self.reshape = keras.layers.Reshape((7, 7, f1))
+        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")
+        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")
+        self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood), 3,
+                                       padding="same")
+
+    def call(self, z, y_onehot):
+        h = self.hidden(tf.concat([z, y_onehot], axis=-1))
+        return self.out(self.up2(self.up1(self.reshape(self.project(h)))))
+
+
+class CVAE(keras.Model):
+    """Conditional VAE trained by maximising the ELBO with a standard normal prior.
+
+    `fit` minimises recon + beta_t * KL where beta_t rises linearly from 0 to `beta` over
+    `kl_warmup_steps`; `fit` and `evaluate` report the same metrics (`METRICS`, nats per image),
+    computed by the one function `cvae.losses.negative_elbo`.
+    """
+
+    def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.beta = float(beta)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+        self.encoder = Encoder(config, name="encoder")
+        self.decoder = Decoder(config, name="decoder")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def encode(self, x, labels):
+        """Posterior parameters {"mean", "stddev"}, each float32 [B, latent_dim]."""
+        mean, stddev = self.encoder(x, one_hot_labels(labels))
+        return {"mean": mean, "stddev": stddev}
+
+    def posterior(self, x, labels) -> tfd.Distribution:
+        """q(z|x,y): a diagonal Gaussian, batch shape [B], event shape [latent_dim]."""
+        p = self.encode(x, labels)
+        return tfd.MultivariateNormalDiag(loc=p["mean"], scale_diag=p["stddev"])
+
+    def prior(self) -> tfd.Distribution:
+        return tfd.MultivariateNormalDiag(loc=tf.zeros([self.config.latent_dim]))
+
+    def decoder_params(self, z, labels):
+        return self.decoder(z, one_hot_labels(labels))
+
+    def likelihood(self, z, labels) -> tfd.Distribution:
+        """p(x|z,y), batch shape [B], event shape [28, 28, 1]."""
+        return likelihoods.distribution(self.decoder_params(z, labels), self.config.likelihood,
+                                        self.config.min_scale)
+
+    def decode(self, z, labels):
+        """The decoder's mean image, float32 [B, 28, 28, 1] in [0, 1]."""
+        return likelihoods.mean(self.decoder_params(z, labels), self.config.likelihood,
+                                self.config.min_scale)
+
+    def call(self, inputs, training=False):
+        """(x, labels) -> {"mean", "stddev", "z", "params"} with z reparameterised."""
+        x, labels = inputs
+        y = one_hot_labels(labels)
+        mean, stddev = self.encoder(x, y)
+        eps = keras.random.normal(tf.shape(mean), seed=self.seed_generator)
+        z = mean + stddev * eps  # the reparameterisation trick: gradients flow to mean, stddev
+        return {"mean": mean, "stddev": stddev, "z": z, "params": self.decoder(z, y)}
+
+    def kl_weight(self):
+        """beta_t = beta * min(1, step / kl_warmup_steps) at the optimiser's current step."""
+        if self.kl_warmup_steps == 0:
+            return tf.constant(self.beta)
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
+
+    def loss_terms(self, x, labels, beta, training=False):
+        out = self((x, labels), training=training)
+        kind = self.config.likelihood
+        p_x = likelihoods.distribution(out["params"], kind, self.config.min_scale)
+        log_px = p_x.log_prob(likelihoods.target(x, kind))
+        return losses.negative_elbo(log_px, out["mean"], out["stddev"], beta)
+
+    def train_step(self, data):
+        x, labels = data
+        with tf.GradientTape() as tape:
+            terms = self.loss_terms(x, labels, self.kl_weight(), training=True)
+        grads = tape.gradient(terms["loss"], self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update(terms)
+
+    def test_step(self, data):
+        x, labels = data
+        return self._update(self.loss_terms(x, labels, self.beta))
+
+    def _update(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+def build_model(config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
+                seed: int = 0) -> CVAE:
+    """A CVAE with all its variables created (so it can be checkpointed or exported at once)."""
+    model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed)
+    model((tf.zeros([1, 28, 28, 1]), tf.zeros([1], tf.int32)))
+    return model

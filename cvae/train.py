@@ -1,0 +1,159 @@
+"""Training: data, model, checkpoints every epoch, TensorBoard, resume, and a final test score."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cvae import data, images
+from cvae.config import Config
+from cvae.files import atomic_write_text
+from cvae.labels import NUM_CLASSES
+from cvae.model import CVAE, build_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class RunError(ValueError):
+    """The run directory cannot be used as asked (exists without --resume, or nothing to resume)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: CVAE
+    config: Config
+    run_dir: Path
+    # {"validation": {...}, "test": {...}}: METRICS of the final model, nats per image.
+    metrics: dict
+    epoch_seconds: list[float]
+
+
+def sample_grid(model: CVAE, columns: int = 10, seed: int = 0) -> np.ndarray:
+    """uint8 [H, W, 1]: one row per class, one column per latent code; the column's z is the same
+    for every class, so a column shows one "style" drawn as each garment."""
+    z = tf.random.stateless_normal([columns, model.config.latent_dim], seed=[seed, 0])
+    z = tf.tile(z, [NUM_CLASSES, 1])
+    labels = tf.repeat(tf.range(NUM_CLASSES), columns)
+    return images.grid(model.decode(z, labels).numpy(), columns)
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Per epoch: refuses non-finite losses, checkpoints, writes a sample grid, prints timing."""
+
+    def __init__(self, run: "_Run"):
+        super().__init__()
+        self.run = run
+        self.failure: str | None = None
+        self.epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.failure = f"non-finite training loss {loss} at epoch {self._epoch + 1}, batch {batch}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        logs = logs or {}
+        if self.failure is None:
+            bad = [k for k, v in logs.items() if not math.isfinite(float(v))]
+            if bad:
+                self.failure = f"non-finite {', '.join(bad)} at the end of epoch {epoch + 1}"
+        if self.failure is not None:
+            self.model.stop_training = True
+            return
+        self.epoch_seconds.append(seconds)
+        self.run.save(epoch + 1)
+        grid = sample_grid(self.model)
+        images.write_png(self.run.dir / "samples" / f"epoch_{epoch + 1:03d}.png", grid)
+        with self.run.image_writer.as_default():
+            tf.summary.image("samples", grid[np.newaxis], step=epoch + 1)
+        print(f"epoch {epoch + 1}: {seconds:.1f} s, "
+              f"train neg_elbo {logs.get('neg_elbo', float('nan')):.2f}, "
+              f"val neg_elbo {logs.get('val_neg_elbo', float('nan')):.2f} nats/image", flush=True)
+
+
+class _Run:
+    """A run directory: config.json, checkpoints/, logs/ (TensorBoard), samples/, metrics.json."""
+
+    def __init__(self, config: Config, model: CVAE, resume: bool):
+        self.dir = Path(config.train.runs_dir) / config.train.name
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                              epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.dir / "checkpoints",
+                                                  max_to_keep=3)
+        if resume:
+            if self.manager.latest_checkpoint is None:
+                raise RunError(f"--resume: no checkpoint in {self.dir / 'checkpoints'}")
+            saved = Config.from_json((self.dir / "config.json").read_text())
+            if dataclasses.replace(saved, train=config.train) != config:
+                raise RunError(f"--resume: data/model config differs from {self.dir}/config.json")
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            print(f"resumed {self.manager.latest_checkpoint} (epoch {int(self.epoch)})")
+        elif self.dir.exists() and any(self.dir.iterdir()):
+            raise RunError(f"{self.dir} already holds a run: pass --resume to continue it, or "
+                           f"--name for a new one")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / "config.json", config.to_json())
+        self.image_writer = tf.summary.create_file_writer(str(self.dir / "logs" / "images"))
+
+    def save(self, epoch: int) -> None:
+        self.epoch.assign(epoch)
+        self.manager.save(checkpoint_number=epoch)
+
+
+def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> TrainResult:
+    """Trains `config` into runs/<name>/ and returns the model with its validation and test
+    metrics. Raises NonFiniteLossError (keeping the last good checkpoint) if the loss diverges."""
+    keras.utils.set_random_seed(config.train.seed)
+    splits = data.load_splits(config.data)
+    print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
+          f"{len(splits.validation[0])}, test {len(splits.test[0])} images", flush=True)
+
+    def dataset(split, training):
+        return data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
+                                 likelihood=config.model.likelihood, seed=config.train.seed,
+                                 training=training)
+
+    model = build_model(config.model, beta=config.train.beta,
+                        kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                  jit_compile=config.train.jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    run = _Run(config, model, resume)
+    end = _EpochEnd(run)
+    callbacks = [
+        end,
+        keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"), write_graph=False),
+    ]
+    initial_epoch = int(run.epoch)
+    if initial_epoch < config.train.epochs:
+        model.fit(dataset("train", True), validation_data=dataset("validation", False),
+                  epochs=config.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
+    if end.failure is not None:
+        raise NonFiniteLossError(f"training stopped: {end.failure}. The last good checkpoint "
+                                 f"is {run.manager.latest_checkpoint}")
+    metrics = {split: model.evaluate(dataset(split, False), return_dict=True, verbose=0)
+               for split in ("validation", "test")}
+    metrics = {s: {k: float(v) for k, v in m.items() if k != "loss"} for s, m in metrics.items()}
+    metrics["epochs"] = int(run.epoch)
+    if end.epoch_seconds:
+        metrics["seconds_per_epoch"] = float(np.mean(end.epoch_seconds))
+    atomic_write_text(run.dir / "metrics.json", json.dumps(metrics, indent=2))
+    print(f"test: neg_elbo {metrics['test']['neg_elbo']:.2f} nats/image "
+          f"(recon {metrics['test']['recon']:.2f}, kl {metrics['test']['kl']:.2f})", flush=True)
+    return TrainResult(model, config, run.dir, metrics, end.epoch_seconds)

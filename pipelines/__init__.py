@@ -1,0 +1,1 @@
+"""Thin command-line scripts; the logic lives in `cvae`."""

@@ -1,0 +1,56 @@
+"""Trains the conditional VAE, exports the next SavedModel version, and writes a class grid.
+
+    python -m pipelines.train [--epochs 12 --latent-dim 16 ...]   # every config field is a flag
+    python -m pipelines.train --name NAME --resume                 # continue runs/NAME
+
+This file is intentionally short: the logic is in `cvae.train` and `cvae.export`.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from cvae import cli
+from cvae.config import Config, add_config_arguments, config_from_arguments
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue runs/<name>/ from its last checkpoint (config from its "
+                             "config.json; flags given here override it)")
+    parser.add_argument("--no-export", action="store_true", help="train only")
+    add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    base = Config()
+    if args.resume:
+        run_dir = Path(args.runs_dir or base.train.runs_dir) / (args.name or base.train.name)
+        if not (run_dir / "config.json").is_file():
+            raise ValueError(f"--resume: {run_dir}/config.json not found; nothing to resume")
+        base = Config.from_json((run_dir / "config.json").read_text())
+    config = config_from_arguments(args, base)
+
+    from cvae import export, generate, images, train  # TensorFlow loads after argument errors
+
+    result = train.train(config, resume=args.resume)
+    if args.no_export:
+        return
+    path = export.export(result.model, config, result.metrics, config.train.export_dir)
+    print(f"exported {path}")
+    served = generate.load(path)
+    n = len(served.class_names)
+    # One row per class; column j uses the same seed (so the same z) in every row.
+    samples = generate.generate(served, labels=[c for c in range(n) for _ in range(10)],
+                                seeds=[j for _ in range(n) for j in range(10)])
+    grid_path = result.run_dir / "class_grid.png"
+    images.write_png(grid_path, images.grid(samples["images"], columns=10))
+    print(f"wrote {grid_path} (rows: {', '.join(served.class_names)})")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(lambda: main()))
