@@ -47,9 +47,12 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: CVAE):
         super().__init__(name="cvae_serving")
-        # Track the variables, not the Keras model: SavedModel would otherwise also trace the
-        # model's own default signature (as Keras' ExportArchive, this saves the weights only).
-        self.model_variables = list(model.variables)
+        # Track the plain tf.Variables under the Keras variables, not the Keras model. Tracking
+        # the model would also trace its own default signature; tracking Keras variables makes
+        # SavedModel write a second copy of each that TF1-style loaders (TF Serving,
+        # `saved_model_cli run`) restore instead of the one the functions read, which then fail
+        # with "Could not find variable" (keras-team/keras#19274).
+        self.model_variables = [v.value for v in model.variables]
         object.__setattr__(self, "model", model)  # untracked reference for the functions
         latent = model.config.latent_dim
         self.generate = tf.function(self._generate, input_signature=[

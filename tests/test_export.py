@@ -1,0 +1,171 @@
+"""The SavedModel contract: loaded without cvae/TFP/Keras, every signature matches the model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import export as export_lib
+from cvae.config import Config
+from cvae.model import build_model
+from conftest import REPO, run_python
+
+LIKELIHOODS = ["discretized_logistic", "bernoulli", "continuous_bernoulli"]
+
+
+def _inputs(latent_dims, n=6):
+    rng = np.random.default_rng(0)
+    inputs = {"label": np.arange(n, dtype=np.int32) % 10,
+              "target_label": (np.arange(n, dtype=np.int32) + 3) % 10,
+              "seed": rng.integers(-2**31, 2**31 - 1, n).astype(np.int32),
+              "images": (rng.integers(0, 256, (n, 28, 28, 1)) / 255).astype(np.float32)}
+    for i, d in enumerate(latent_dims):
+        inputs[f"z{i}"] = rng.normal(size=(n, d)).astype(np.float32)
+    return inputs
+
+
+def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, trained):
+    models, paths = [trained["result"].model], [trained["export"]]
+    for kind in LIKELIHOODS[1:]:  # untrained models suffice to check the other mean functions
+        config = Config.small().replace(likelihood=kind, latent_dim=3)
+        model = build_model(config.model)
+        models.append(model)
+        paths.append(export_lib.export(model, config, {}, tmp_path / kind))
+    inputs = _inputs([m.config.latent_dim for m in models])
+    np.savez(tmp_path / "in.npz", **inputs)
+    run_python(str(REPO / "tests" / "served_outputs.py"), str(tmp_path / "in.npz"),
+               str(tmp_path / "out.npz"), *map(str, paths), check=True)
+    served = dict(np.load(tmp_path / "out.npz"))
+    label, target = inputs["label"], inputs["target_label"]
+    for i, model in enumerate(models):
+        def got(name):
+            return served[f"{i}/{name}"]
+
+        close = dict(rtol=1e-5, atol=1e-6)
+        posterior = model.encode(inputs["images"], label)
+        np.testing.assert_allclose(got("encode/mean"), posterior["mean"], **close)
+        np.testing.assert_allclose(got("encode/stddev"), posterior["stddev"], **close)
+        np.testing.assert_allclose(got("decode/images"), model.decode(inputs[f"z{i}"], label),
+                                   **close)
+        np.testing.assert_allclose(got("reconstruct/images"),
+                                   model.decode(posterior["mean"], label), **close)
+        np.testing.assert_allclose(got("restyle/images"),
+                                   model.decode(posterior["mean"], target), **close)
+        z = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
+                      for s in inputs["seed"]])
+        np.testing.assert_array_equal(got("serving_default/z"), z)
+        np.testing.assert_allclose(got("serving_default/images"), model.decode(z, label), **close)
+        images = got("serving_default/images")
+        assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
+        # Restyling to the image's own label is reconstruction.
+        assert not np.allclose(got("restyle/images"), got("reconstruct/images"))
+
+
+def test_generation_is_bit_identical_across_processes_and_batches(tmp_path, trained):
+    path = trained["export"]
+    inputs = _inputs([trained["config"].model.latent_dim])
+    np.savez(tmp_path / "in.npz", **inputs)
+    run_python(str(REPO / "tests" / "served_outputs.py"), str(tmp_path / "in.npz"),
+               str(tmp_path / "out.npz"), str(path), check=True)
+    other_process = np.load(tmp_path / "out.npz")["0/serving_default/images"]
+    generate = tf.saved_model.load(str(path)).signatures["serving_default"]
+    here = generate(label=inputs["label"], seed=inputs["seed"])["images"].numpy()
+    np.testing.assert_array_equal(here, other_process)
+    alone = generate(label=inputs["label"][2:3], seed=inputs["seed"][2:3])["images"].numpy()
+    np.testing.assert_allclose(alone[0], here[2], atol=1e-6)
+    different_seed = generate(label=inputs["label"][2:3], seed=inputs["seed"][2:3] + 1)
+    assert np.abs(different_seed["images"].numpy()[0] - here[2]).max() > 1e-3
+
+
+@pytest.mark.parametrize("bad", [-1, 10])
+def test_exported_model_rejects_labels_out_of_range(trained, bad):
+    sig = tf.saved_model.load(str(trained["export"])).signatures
+    latent = trained["config"].model.latent_dim
+    images = tf.zeros([2, 28, 28, 1])
+    good, wrong = tf.constant([1, 2]), tf.constant([1, bad])
+    calls = {
+        "serving_default": dict(label=wrong, seed=tf.constant([0, 1])),
+        "decode": dict(z=tf.zeros([2, latent]), label=wrong),
+        "encode": dict(images=images, label=wrong),
+        "reconstruct": dict(images=images, label=wrong),
+        "restyle": dict(images=images, label=wrong, target_label=good),
+        "restyle_target": dict(images=images, label=good, target_label=wrong),
+    }
+    for name, kwargs in calls.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="label out of range"):
+            sig[name.replace("_target", "")](**kwargs)
+
+
+def test_exported_model_rejects_pixels_outside_0_1(trained):
+    sig = tf.saved_model.load(str(trained["export"])).signatures
+    for value in (255.0, -0.5, float("nan")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels in \[0, 1\]"):
+            sig["encode"](images=tf.fill([1, 28, 28, 1], value), label=tf.constant([0]))
+
+
+def test_layout_assets_and_no_python_ops(trained):
+    path = trained["export"]
+    assert path.name == "1" and (path / "saved_model.pb").is_file()
+    assert (path / "variables" / "variables.index").is_file()
+    extra = path / "assets.extra"
+    assert Config.from_json((extra / "config.json").read_text()) == trained["config"]
+    assert json.loads((extra / "classes.json").read_text())[7] == "Sneaker"
+    metrics = json.loads((extra / "metrics.json").read_text())
+    assert metrics["test"] == trained["result"].metrics["test"]
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}, ops
+    signature = proto.meta_graphs[0].signature_def["serving_default"]
+    assert signature.method_name == "tensorflow/serving/predict"
+    assert sorted(signature.inputs) == ["label", "seed"]
+    assert sorted(signature.outputs) == ["images", "z"]
+
+
+def test_saved_model_cli_runs_the_export(trained, tmp_path):
+    import subprocess
+
+    cli = os.path.join(os.path.dirname(os.sys.executable), "saved_model_cli")
+    latent = trained["config"].model.latent_dim
+    np.save(tmp_path / "z.npy", np.zeros((2, latent), np.float32))
+    np.save(tmp_path / "label.npy", np.array([7, 8], np.int32))
+    np.save(tmp_path / "bad.npy", np.array([7, 10], np.int32))
+
+    def run(label_file):
+        return subprocess.run(
+            [cli, "run", "--dir", str(trained["export"]), "--tag_set", "serve",
+             "--signature_def", "decode", "--outdir", str(tmp_path / label_file[:-4]),
+             "--inputs", f"z={tmp_path / 'z.npy'};label={tmp_path / label_file}"],
+            capture_output=True, text=True, timeout=300)
+
+    ok = run("label.npy")
+    assert ok.returncode == 0, ok.stderr
+    # The TF1-style loader (the one TF Serving uses) must restore every weight it reads.
+    expected = trained["result"].model.decode(np.zeros((2, latent), np.float32), [7, 8])
+    np.testing.assert_allclose(np.load(tmp_path / "label" / "images.npy"), expected,
+                               rtol=1e-5, atol=1e-6)
+    bad = run("bad.npy")
+    assert bad.returncode != 0 and "label out of range" in bad.stderr
+
+
+def test_versions_are_never_overwritten_and_failures_leave_nothing(tmp_path, monkeypatch):
+    config = Config.small()
+    model = build_model(config.model)
+    base = tmp_path / "cvae"
+    first = export_lib.export(model, config, {}, base)
+    pb = (first / "saved_model.pb").read_bytes()
+    second = export_lib.export(model, config, {}, base)
+    assert (first.name, second.name) == ("1", "2")
+    assert (first / "saved_model.pb").read_bytes() == pb
+
+    def broken(*args):
+        raise RuntimeError("smoke test failed")
+
+    monkeypatch.setattr(export_lib, "_smoke_test", broken)
+    with pytest.raises(RuntimeError, match="smoke test failed"):
+        export_lib.export(model, config, {}, base)
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no "3", no temporary left

@@ -1,0 +1,79 @@
+"""The pixel likelihoods: shapes, normalisation, and the discretised logistic against its formula."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import likelihoods
+
+KINDS = ["discretized_logistic", "bernoulli", "continuous_bernoulli"]
+
+
+def _params(kind, batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    channels = likelihoods.output_channels(kind)
+    return tf.constant(rng.normal(size=(batch, 28, 28, channels)), tf.float32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_event_and_batch_shapes(kind):
+    dist = likelihoods.distribution(_params(kind), kind, 1e-3)
+    assert dist.batch_shape == [3] and dist.event_shape == [28, 28, 1]
+    x = tf.random.stateless_uniform([3, 28, 28, 1], seed=[1, 2])
+    if kind == "bernoulli":
+        x = tf.round(x)
+    log_prob = dist.log_prob(likelihoods.target(x, kind))
+    assert log_prob.shape == [3] and np.isfinite(log_prob.numpy()).all()
+    mean = likelihoods.mean(_params(kind), kind, 1e-3).numpy()
+    assert mean.shape == (3, 28, 28, 1) and mean.min() >= 0 and mean.max() <= 1
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_discretized_logistic_matches_formula_and_sums_to_one():
+    loc, raw_scale = 0.3, -3.0
+    params = tf.constant([[[[loc, raw_scale]]]], tf.float32)
+    params = tf.tile(params, [1, 28, 28, 1])
+    scale = np.log1p(np.exp(raw_scale)) + 1e-3
+    pixel = likelihoods.distribution(params, "discretized_logistic", 1e-3).distribution
+    levels = np.arange(256, dtype=np.float32)
+    probs = np.exp(pixel[0, 0, 0, 0].log_prob(levels).numpy().astype(np.float64))
+    # By hand: level k covers [k - 0.5, k + 0.5] gray levels; the end levels absorb the tails.
+    upper = _sigmoid((levels + 0.5 - 255 * loc) / (255 * scale))
+    lower = _sigmoid((levels - 0.5 - 255 * loc) / (255 * scale))
+    expected = np.where(levels == 255, 1.0, upper) - np.where(levels == 0, 0.0, lower)
+    np.testing.assert_allclose(probs, expected, rtol=2e-4, atol=1e-7)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    assert levels[np.argmax(probs)] == round(255 * loc)
+
+
+@pytest.mark.parametrize("loc,raw_scale", [(0.5, -4.0), (0.0, -2.0), (-0.3, -1.0), (0.95, -6.0),
+                                           (1.4, 0.5), (0.2, -9.0)])
+def test_closed_form_mean_is_within_half_a_level_of_the_exact_mean(loc, raw_scale):
+    params = tf.tile(tf.constant([[[[loc, raw_scale]]]], tf.float32), [1, 28, 28, 1])
+    pixel = likelihoods.distribution(params, "discretized_logistic", 1e-3).distribution
+    levels = np.arange(256, dtype=np.float32)
+    probs = np.exp(pixel[0, 0, 0, 0].log_prob(levels).numpy().astype(np.float64))
+    exact = (probs * levels).sum() / probs.sum() / 255
+    closed = likelihoods.mean(params, "discretized_logistic", 1e-3).numpy()[0, 0, 0, 0]
+    assert abs(closed - exact) <= 0.5 / 255
+
+
+def test_bernoulli_mean_and_log_prob():
+    params = tf.fill([1, 28, 28, 1], 0.0)
+    dist = likelihoods.distribution(params, "bernoulli", 1e-3)
+    assert dist.log_prob(tf.ones([1, 28, 28, 1])).numpy()[0] == pytest.approx(784 * np.log(0.5))
+    np.testing.assert_allclose(likelihoods.mean(params, "bernoulli", 1e-3).numpy(), 0.5)
+
+
+def test_log_prob_gradients_are_finite_at_extremes():
+    params = tf.Variable(tf.concat([tf.fill([2, 28, 28, 1], 8.0), tf.fill([2, 28, 28, 1], -30.0)],
+                                   axis=-1))
+    x = tf.concat([tf.zeros([1, 28, 28, 1]), tf.ones([1, 28, 28, 1])], axis=0)
+    with tf.GradientTape() as tape:
+        lp = likelihoods.distribution(params, "discretized_logistic", 1e-3).log_prob(
+            likelihoods.target(x, "discretized_logistic"))
+    grad = tape.gradient(lp, params)
+    assert np.isfinite(lp.numpy()).all() and np.isfinite(grad.numpy()).all()

@@ -1,0 +1,93 @@
+"""The CVAE's layers, label checks, gradients, and the shared train/test loss."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import likelihoods, losses
+from cvae.config import Config
+from cvae.model import build_model, one_hot_labels
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = build_model(Config.small().model, kl_warmup_steps=0)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return m
+
+
+def _batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.integers(0, 256, (n, 28, 28, 1)) / 255.0, tf.float32)
+    return x, tf.constant(np.arange(n) % 10, tf.int32)
+
+
+@pytest.mark.parametrize("bad", [-1, 10])
+def test_labels_out_of_range_are_refused(bad):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label out of range"):
+        one_hot_labels(tf.constant([0, bad]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label out of range"):
+        tf.function(one_hot_labels)(tf.constant([bad, 1]))
+
+
+def test_float_labels_are_refused():
+    with pytest.raises(TypeError, match="labels must be integers, got float32"):
+        one_hot_labels(tf.constant([1.0]))
+
+
+def test_shapes(model):
+    x, y = _batch()
+    out = model((x, y))
+    latent = model.config.latent_dim
+    assert out["mean"].shape == out["stddev"].shape == out["z"].shape == (8, latent)
+    assert np.all(out["stddev"].numpy() > 0)
+    assert out["params"].shape == (8, 28, 28, likelihoods.output_channels(model.config.likelihood))
+    posterior = model.posterior(x, y)
+    assert posterior.batch_shape == [8] and posterior.event_shape == [latent]
+    assert model.likelihood(out["z"], y).event_shape == [28, 28, 1]
+    images = model.decode(out["z"], y).numpy()
+    assert images.shape == (8, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+
+
+def test_the_label_conditions_the_decoder(model):
+    z = tf.zeros([2, model.config.latent_dim])
+    a, b = model.decode(z, tf.constant([3, 7])).numpy()
+    assert np.abs(a - b).max() > 1e-4
+
+
+def test_gradients_reach_encoder_and_decoder(model):
+    x, y = _batch()
+    with tf.GradientTape() as tape:
+        loss = model.loss_terms(x, y, beta=1.0, training=True)["loss"]
+    variables = model.trainable_variables
+    grads = tape.gradient(loss, variables)
+    names = [v.path for v, g in zip(variables, grads) if g is None or not np.any(g.numpy())]
+    assert not names, f"no gradient for {names}"
+    assert any("encoder" in v.path for v in variables) and any("decoder" in v.path for v in variables)
+
+
+def test_evaluate_reports_the_shared_loss_function(model):
+    """`evaluate` (test_step) gives the same numbers as calling the pure loss by hand."""
+    x, y = _batch(16, seed=3)
+    state = model.seed_generator.state.numpy()
+    result = model.evaluate(tf.data.Dataset.from_tensors((x, y)), return_dict=True, verbose=0)
+    model.seed_generator.state.assign(state)  # the same reparameterisation noise again
+    out = model((x, y))
+    kind = model.config.likelihood
+    log_px = likelihoods.distribution(out["params"], kind, model.config.min_scale).log_prob(
+        likelihoods.target(x, kind))
+    by_hand = losses.negative_elbo(log_px, out["mean"], out["stddev"], model.beta)
+    assert set(result) == {"loss", "neg_elbo", "recon", "kl"}
+    for name in ("loss", "neg_elbo", "recon", "kl"):
+        assert result[name] == pytest.approx(float(by_hand[name]), rel=1e-5), name
+    assert result["neg_elbo"] == pytest.approx(result["recon"] + result["kl"], rel=1e-5)
+
+
+def test_kl_warmup_schedule():
+    m = build_model(Config.small().model, beta=2.0, kl_warmup_steps=100)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    m.optimizer.build(m.trainable_variables)
+    for step, expected in ((0, 0.0), (25, 0.5), (100, 2.0), (500, 2.0)):
+        m.optimizer.iterations.assign(step)
+        assert float(m.kl_weight()) == pytest.approx(expected)

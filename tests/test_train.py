@@ -1,0 +1,83 @@
+"""Training end to end on a small real subset: metrics, run directory, resume, divergence."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import losses
+from cvae.config import Config
+from cvae.train import NonFiniteLossError, RunError, train
+
+
+def test_one_epoch_run_writes_its_directory(trained):
+    result, config = trained["result"], trained["config"]
+    run = result.run_dir
+    assert Config.from_json((run / "config.json").read_text()) == config
+    assert (run / "samples" / "epoch_001.png").is_file()
+    assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((run / "logs" / "images").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "ckpt-1.index").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["seconds_per_epoch"] > 0
+    for split in ("validation", "test"):
+        m = metrics[split]
+        assert m["neg_elbo"] == pytest.approx(m["recon"] + m["kl"], rel=1e-5)
+        assert m["kl"] > 0
+        # 8-bit pixels: below the 784 * ln(256) = 4347 nats of a uniform guess, and above 0.
+        assert 0 < m["neg_elbo"] < 784 * np.log(256)
+
+
+def test_training_improves_on_the_initial_model(tmp_path):
+    config = Config.small(runs_dir=str(tmp_path), epochs=3)
+    result = train(config, verbose=0)
+    assert len(result.epoch_seconds) == 3
+    untrained = train(config.replace(name="untrained", learning_rate=1e-12, epochs=1), verbose=0)
+    assert (result.metrics["validation"]["neg_elbo"]
+            < untrained.metrics["validation"]["neg_elbo"] - 50)
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = train(Config.small(runs_dir=str(tmp_path), name="a"), verbose=0).model
+    b = train(Config.small(runs_dir=str(tmp_path), name="b"), verbose=0).model
+    c = train(Config.small(runs_dir=str(tmp_path), name="c", seed=1), verbose=0).model
+    for va, vb in zip(a.trainable_variables, b.trainable_variables):
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(va.numpy(), vc.numpy())
+               for va, vc in zip(a.trainable_variables, c.trainable_variables))
+
+
+def test_existing_run_needs_resume_and_resume_continues(tmp_path):
+    config = Config.small(runs_dir=str(tmp_path))
+    first = train(config, verbose=0)
+    with pytest.raises(RunError, match="already holds a run: pass --resume"):
+        train(config, verbose=0)
+    resumed = train(config.replace(epochs=2), resume=True, verbose=0)
+    assert resumed.metrics["epochs"] == 2 and len(resumed.epoch_seconds) == 1
+    assert (first.run_dir / "checkpoints" / "ckpt-2.index").is_file()
+    with pytest.raises(RunError, match="no checkpoint"):
+        train(config.replace(name="never-ran"), resume=True, verbose=0)
+    with pytest.raises(RunError, match="data/model config differs"):
+        train(config.replace(latent_dim=3, epochs=3), resume=True, verbose=0)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = Config.small(runs_dir=str(tmp_path))
+    good = train(config, verbose=0)
+    checkpoint = tf.train.latest_checkpoint(str(good.run_dir / "checkpoints"))
+    saved = {name: tf.train.load_variable(checkpoint, name)
+             for name, _ in tf.train.list_variables(checkpoint) if "kernel" in name}
+    real = losses.negative_elbo
+
+    def diverging(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return {k: v * np.nan for k, v in terms.items()}
+
+    monkeypatch.setattr(losses, "negative_elbo", diverging)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at epoch 2.*ckpt-1"):
+        train(config.replace(epochs=2), resume=True, verbose=0)
+    assert tf.train.latest_checkpoint(str(good.run_dir / "checkpoints")) == checkpoint
+    assert not (good.run_dir / "checkpoints" / "ckpt-2.index").exists()
+    for name, value in saved.items():  # the good checkpoint itself is untouched
+        np.testing.assert_array_equal(tf.train.load_variable(checkpoint, name), value)
