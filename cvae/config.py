@@ -60,6 +60,8 @@ class ModelConfig:
     encoder_filters: tuple[int, ...] = (32, 64)
     decoder_filters: tuple[int, ...] = (64, 32)
     hidden_dim: int = 256
+    # Also tile the one-hot label onto the decoder's 7x7 and 14x14 feature maps.
+    decoder_label_planes: bool = True
     # Lower bound of the logistic scale, in [0, 1] pixel units (0.3 of one gray level): keeps
     # log-probabilities finite on pixels the decoder is certain about.
     min_scale: float = 1e-3

@@ -33,6 +33,13 @@ def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tens
         return tf.one_hot(labels, num_classes, dtype=tf.float32)
 
 
+def with_label_planes(h: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
+    """Concatenates the one-hot label, tiled over the height and width of `h` [B, H, W, C]."""
+    shape = tf.shape(h)
+    planes = tf.tile(y_onehot[:, tf.newaxis, tf.newaxis, :], [1, shape[1], shape[2], 1])
+    return tf.concat([h, planes], axis=-1)
+
+
 class Encoder(keras.layers.Layer):
     """q(z|x,y): the one-hot label is tiled as 10 extra input channels and concatenated again
     before the Gaussian head. Returns the posterior's mean and stddev, each [B, latent_dim]."""
@@ -47,8 +54,7 @@ class Encoder(keras.layers.Layer):
         self.head = keras.layers.Dense(2 * config.latent_dim)
 
     def call(self, x, y_onehot):
-        y_planes = tf.tile(y_onehot[:, tf.newaxis, tf.newaxis, :], [1, 28, 28, 1])
-        h = self.conv2(self.conv1(tf.concat([x, y_planes], axis=-1)))
+        h = self.conv2(self.conv1(with_label_planes(x, y_onehot)))
         h = self.hidden(tf.concat([self.flatten(h), y_onehot], axis=-1))
         mean, raw_scale = tf.split(self.head(h), 2, axis=-1)
         return mean, tf.nn.softplus(raw_scale) + 1e-4
@@ -56,7 +62,8 @@ class Encoder(keras.layers.Layer):
 
 class Decoder(keras.layers.Layer):
     """p(x|z,y): [z, one-hot y] -> dense -> 7x7 -> transposed convolutions to 28x28 -> the
-    likelihood's parameters per pixel, [B, 28, 28, channels]."""
+    likelihood's parameters per pixel, [B, 28, 28, channels]. With `decoder_label_planes` the
+    label is also tiled onto the 7x7 and 14x14 feature maps, so every layer sees the class."""
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
@@ -68,10 +75,15 @@ class Decoder(keras.layers.Layer):
         self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")
         self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood), 3,
                                        padding="same")
+        self.label_planes = config.decoder_label_planes
 
     def call(self, z, y_onehot):
+        def condition(h):
+            return with_label_planes(h, y_onehot) if self.label_planes else h
+
         h = self.hidden(tf.concat([z, y_onehot], axis=-1))
-        return self.out(self.up2(self.up1(self.reshape(self.project(h)))))
+        h = self.up1(condition(self.reshape(self.project(h))))
+        return self.out(self.up2(condition(h)))
 
 
 class CVAE(keras.Model):

@@ -157,3 +157,22 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     print(f"test: neg_elbo {metrics['test']['neg_elbo']:.2f} nats/image "
           f"(recon {metrics['test']['recon']:.2f}, kl {metrics['test']['kl']:.2f})", flush=True)
     return TrainResult(model, config, run.dir, metrics, end.epoch_seconds)
+
+
+def load_run(run_dir: str | Path) -> TrainResult:
+    """The model of a run directory at its last checkpoint, with its config and metrics."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir}: not a run directory (no config.json)")
+    config = Config.from_json((run_dir / "config.json").read_text())
+    model = build_model(config.model, beta=config.train.beta,
+                        kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    tf.train.Checkpoint(model=model, epoch=epoch).restore(latest).expect_partial() \
+        .assert_existing_objects_matched()
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return TrainResult(model, config, run_dir, metrics, [])

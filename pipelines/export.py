@@ -1,0 +1,29 @@
+"""Exports a training run's last checkpoint as the next SavedModel version.
+
+    python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae]
+
+(`python -m pipelines.train` exports by itself; this is for a run that was stopped, resumed
+elsewhere, or trained with --no-export.) The logic is in `cvae.train.load_run` and `cvae.export`.
+"""
+
+import argparse
+import sys
+
+from cvae import cli
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a run directory, runs/<name>")
+    parser.add_argument("--model-dir", help="model base path (default: the run's export_dir)")
+    args = parser.parse_args(argv)
+    from cvae import export, train
+
+    run = train.load_run(args.run)
+    path = export.export(run.model, run.config, run.metrics,
+                         args.model_dir or run.config.train.export_dir)
+    print(f"exported {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(lambda: main()))

@@ -1,0 +1,123 @@
+"""`python -m pipelines.generate` end to end against an exported model, in fresh processes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import images
+from conftest import run_python
+
+
+def _generate(*args, cwd=None):
+    return run_python("-m", "pipelines.generate", *args)
+
+
+def _png(path):
+    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
+
+
+def test_label_by_name_writes_grid_and_npy_without_importing_tfp(trained, tmp_path):
+    model_dir = trained["export"].parent
+    out, npy = tmp_path / "sneakers.png", tmp_path / "sneakers.npy"
+    # -X importtime lists every module the process imported, on stderr.
+    result = run_python("-X", "importtime", "-m", "pipelines.generate", "--model", str(model_dir),
+                        "--label", "sneaker", "--num", "6", "--seed", "3", "--out", str(out),
+                        "--npy", str(npy))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 x Sneaker (seed 3)" in result.stdout and "cvae/1" in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "tensorflow_probability" not in imported and "keras" not in imported
+    assert "tensorflow" in imported
+    grid = _png(out)
+    assert grid.shape == (2 + 2 * 30, 2 + 3 * 30, 1)  # 6 images: 3 columns, 2 rows, 2 px gaps
+    samples = np.load(npy)
+    assert samples.shape == (6, 28, 28, 1) and samples.dtype == np.float32
+    np.testing.assert_array_equal(grid, images.grid(samples, 3))
+    # The same request again (label given as its id): the same images, bit for bit.
+    again = _generate("--model", str(model_dir), "--label", "7", "--num", "6", "--seed", "3",
+                      "--out", str(tmp_path / "again.png"), "--npy", str(tmp_path / "again.npy"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "again.npy"), samples)
+    other = _generate("--model", str(model_dir), "--label", "Dress", "--num", "6", "--seed", "3",
+                      "--out", str(tmp_path / "dress.png"), "--npy", str(tmp_path / "dress.npy"))
+    assert other.returncode == 0
+    assert not np.allclose(np.load(tmp_path / "dress.npy"), samples)
+
+
+@pytest.mark.parametrize("label,message", [
+    ("-1", "label -1 is out of range: ids are 0..9"),
+    ("10", "label 10 is out of range: ids are 0..9"),
+    ("Sneakers", "unknown class 'Sneakers': choose a name or id from 0=T-shirt/top"),
+])
+def test_bad_labels_exit_non_zero_and_write_nothing(trained, tmp_path, label, message):
+    out = tmp_path / "x.png"
+    result = _generate("--model", str(trained["export"].parent), "--label", label, "--out",
+                       str(out), "--npy", str(tmp_path / "x.npy"))
+    assert result.returncode == 2
+    assert f"error: {message}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_selection_and_missing_model(trained, tmp_path):
+    ok = _generate("--model", str(trained["export"].parent), "--version", "1", "--label", "Bag",
+                   "--num", "1", "--out", str(tmp_path / "bag.png"))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert _png(tmp_path / "bag.png").shape == (32, 32, 1)
+    missing = _generate("--model", str(trained["export"].parent), "--version", "9", "--label",
+                        "Bag", "--out", str(tmp_path / "no.png"))
+    assert missing.returncode == 2 and "cvae/9: no SavedModel there (versions present: [1])" \
+        in missing.stderr
+    nowhere = _generate("--model", str(tmp_path / "nowhere"), "--label", "Bag", "--out",
+                        str(tmp_path / "no.png"))
+    assert nowhere.returncode == 2 and "no such model directory" in nowhere.stderr
+    assert not (tmp_path / "no.png").exists()
+
+
+def test_restyle(trained, tmp_path):
+    from cvae.data import load_splits
+
+    splits = load_splits(trained["config"].data)
+    shirt = splits.test[0][splits.test[1] == 6][0]
+    source = tmp_path / "shirt.png"
+    images.write_png(source, shirt[..., np.newaxis])
+    out = tmp_path / "dress.png"
+    result = _generate("--model", str(trained["export"].parent), "--restyle", str(source),
+                       "--from", "shirt", "--to", "DRESS", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(Shirt) as Dress" in result.stdout
+    grid = _png(out)
+    assert grid.shape == (32, 62, 1)
+    np.testing.assert_array_equal(grid[2:30, 2:30, 0], shirt)  # the input, then its restyling
+    restyled = trained["result"].model.decode(
+        trained["result"].model.encode(shirt[np.newaxis, ..., np.newaxis] / 255.0, [6])["mean"],
+        [3]).numpy()
+    expected = np.round(restyled[0, ..., 0] * 255)
+    assert np.abs(grid[2:30, 32:60, 0].astype(float) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("rgb", "is a RGB PNG; expected 8-bit grayscale"),
+    ("size", "is 32x28; expected 28x28"),
+    ("text", "not a PNG file"),
+])
+def test_restyle_rejects_other_images(trained, tmp_path, kind, message):
+    source = tmp_path / "in.png"
+    if kind == "rgb":
+        source.write_bytes(tf.io.encode_png(np.zeros((28, 28, 3), np.uint8)).numpy())
+    elif kind == "size":
+        source.write_bytes(tf.io.encode_png(np.zeros((28, 32, 1), np.uint8)).numpy())
+    else:
+        source.write_text("not an image")
+    result = _generate("--model", str(trained["export"].parent), "--restyle", str(source),
+                       "--from", "Shirt", "--to", "Dress", "--out", str(tmp_path / "out.png"))
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_usage_errors(tmp_path):
+    for args, message in ((["--out", "x.png"], "give --label"),
+                          (["--restyle", "a.png", "--out", "x.png"], "--restyle needs --from"),
+                          (["--label", "Bag", "--num", "0", "--out", "x.png"], "--num must be"),
+                          (["--label", "Bag", "--out", "x.jpg"], "--out must name a .png")):
+        result = _generate(*args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
