@@ -150,12 +150,17 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     metrics = {split: model.evaluate(dataset(split, False), return_dict=True, verbose=0)
                for split in ("validation", "test")}
     metrics = {s: {k: float(v) for k, v in m.items() if k != "loss"} for s, m in metrics.items()}
+    if config.model.likelihood == "discretized_logistic":  # a discrete likelihood over 8 bits
+        for m in metrics.values():
+            m["bits_per_dim"] = m["neg_elbo"] / (28 * 28 * math.log(2))
     metrics["epochs"] = int(run.epoch)
     if end.epoch_seconds:
         metrics["seconds_per_epoch"] = float(np.mean(end.epoch_seconds))
     atomic_write_text(run.dir / "metrics.json", json.dumps(metrics, indent=2))
-    print(f"test: neg_elbo {metrics['test']['neg_elbo']:.2f} nats/image "
-          f"(recon {metrics['test']['recon']:.2f}, kl {metrics['test']['kl']:.2f})", flush=True)
+    test = metrics["test"]
+    bits = f", {test['bits_per_dim']:.3f} bits/dim" if "bits_per_dim" in test else ""
+    print(f"test: neg_elbo {test['neg_elbo']:.2f} nats/image{bits} (recon {test['recon']:.2f}, "
+          f"kl {test['kl']:.2f})", flush=True)
     return TrainResult(model, config, run.dir, metrics, end.epoch_seconds)
 
 
