@@ -42,6 +42,16 @@ def _checked_images(images: tf.Tensor) -> tf.Tensor:
         return tf.identity(images)
 
 
+def _same_batch(**tensors) -> None:
+    """Fails the request unless every input has the same batch size (dimension 0)."""
+    names = list(tensors)
+    first = tf.shape(tensors[names[0]])[0]
+    for name in names[1:]:
+        tf.debugging.assert_equal(
+            tf.shape(tensors[name])[0], first,
+            message=f"inputs {names[0]} and {name} must have the same batch size (dimension 0)")
+
+
 class ServingModule(tf.Module):
     """The exported functions. Every input is batched along dimension 0."""
 
@@ -72,6 +82,7 @@ class ServingModule(tf.Module):
     def _generate(self, label, seed):
         """z ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
         gives the same z in any process and any batch), then the decoder's mean."""
+        _same_batch(label=label, seed=seed)
         one_hot_labels(label)  # fail fast, before sampling, on a label out of range
         z = tf.map_fn(
             lambda s: tf.random.stateless_normal([self.model.config.latent_dim],
@@ -80,17 +91,21 @@ class ServingModule(tf.Module):
         return {"images": self._decode_mean(z, label), "z": z}
 
     def _decode(self, z, label):
+        _same_batch(z=z, label=label)
         return {"images": self._decode_mean(z, label)}
 
     def _encode(self, images, label):
+        _same_batch(images=images, label=label)
         p = self.model.encode(_checked_images(images), label)
         return {"mean": p["mean"], "stddev": p["stddev"]}
 
     def _reconstruct(self, images, label):
+        _same_batch(images=images, label=label)
         mean = self.model.encode(_checked_images(images), label)["mean"]
         return {"images": self._decode_mean(mean, label)}
 
     def _restyle(self, images, label, target_label):
+        _same_batch(images=images, label=label, target_label=target_label)
         one_hot_labels(target_label)
         mean = self.model.encode(_checked_images(images), label)["mean"]
         return {"images": self._decode_mean(mean, target_label)}

@@ -87,3 +87,14 @@ def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
                                       label=tf.constant(labels, tf.int32),
                                       target_label=tf.constant(target_labels, tf.int32))
     return out["images"].numpy()
+
+
+def class_grid(model: ServedModel, columns: int = 10) -> np.ndarray:
+    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row, so the same z,
+    and shows one "style" drawn as each garment."""
+    from cvae import images
+
+    n = len(model.class_names)
+    out = generate(model, labels=[c for c in range(n) for _ in range(columns)],
+                   seeds=[j for _ in range(n) for j in range(columns)])
+    return images.grid(out["images"], columns)

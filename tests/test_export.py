@@ -98,6 +98,17 @@ def test_exported_model_rejects_labels_out_of_range(trained, bad):
             sig[name.replace("_target", "")](**kwargs)
 
 
+def test_exported_model_rejects_inputs_of_different_batch_sizes(trained):
+    sig = tf.saved_model.load(str(trained["export"])).signatures
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="label and seed must have the same batch size"):
+        sig["serving_default"](label=tf.constant([1, 2]), seed=tf.constant([0, 1, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="images and target_label must have the same batch size"):
+        sig["restyle"](images=tf.zeros([2, 28, 28, 1]), label=tf.constant([1, 2]),
+                       target_label=tf.constant([3]))
+
+
 def test_exported_model_rejects_pixels_outside_0_1(trained):
     sig = tf.saved_model.load(str(trained["export"])).signatures
     for value in (255.0, -0.5, float("nan")):
