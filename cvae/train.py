@@ -80,7 +80,8 @@ class _EpochEnd(keras.callbacks.Callback):
         images.write_png(self.run.dir / "samples" / f"epoch_{epoch + 1:03d}.png", grid)
         with self.run.image_writer.as_default():
             tf.summary.image("samples", grid[np.newaxis], step=epoch + 1)
-        print(f"epoch {epoch + 1}: {seconds:.1f} s, "
+        # On a line of its own: Keras' progress bar has not ended its line yet.
+        print(f"\nepoch {epoch + 1}: {seconds:.1f} s, "
               f"train neg_elbo {logs.get('neg_elbo', float('nan')):.2f}, "
               f"val neg_elbo {logs.get('val_neg_elbo', float('nan')):.2f} nats/image", flush=True)
 
