@@ -91,10 +91,10 @@ class TrainConfig:
     # unweighted negative ELBO and its parts. beta > 1 squeezes the information z carries, so
     # the class must come from the label: with beta = 1 prior samples often ignored the label
     # (z had absorbed the garment's class); beta = 3 restores label control at the cost of
-    # ~1% of the ELBO (README, "Choosing beta").
+    # about 2% of the ELBO (README, "Choosing beta").
     beta: float = 3.0
     # The KL weight rises linearly from 0 to `beta` over this many optimiser steps. Off by
-    # default: while the weight is near 0, z learns to carry the class as well.
+    # default: while the weight is near 0, z is free to carry the class as well.
     kl_warmup_steps: int = 0
     # XLA for the train step: slower on this project's 2-core CPU (measured ~1,000-1,250 vs
     # 400-550 images/s), worth trying on GPUs.

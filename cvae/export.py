@@ -8,6 +8,7 @@ then renamed to the next integer; an existing version is never touched.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -125,11 +126,14 @@ def versions(base_dir: str | os.PathLike) -> list[int]:
 
 def export(model: CVAE, config: Config, metrics: dict | None,
            base_dir: str | os.PathLike) -> Path:
-    """Writes the next version under `base_dir` and returns its path."""
+    """Writes the model as the next version under `base_dir` and returns its path.
+
+    The version number is taken when the finished export is renamed into place; if another
+    exporter took it first (the rename finds a non-empty directory), the next one is tried.
+    """
     base = Path(base_dir)
+    created_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
-    version = (versions(base) or [0])[-1] + 1
-    final = base / str(version)
     tmp = base / f".tmp-export-{uuid.uuid4().hex}"
     try:
         module = ServingModule(model)
@@ -140,13 +144,20 @@ def export(model: CVAE, config: Config, metrics: dict | None,
         (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
         (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
         _smoke_test(tmp, config.model.latent_dim)
-        if final.exists():
-            raise FileExistsError(f"{final} appeared while exporting; it was left untouched")
-        os.rename(tmp, final)
+        for _ in range(100):
+            final = base / str((versions(base) or [0])[-1] + 1)
+            try:
+                os.rename(tmp, final)  # fails on a non-empty directory: never overwrites
+                return final
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        raise RuntimeError(f"could not claim a version number under {base}")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return final
+        if created_base and not any(base.iterdir()):
+            base.rmdir()
 
 
 def _smoke_test(path: Path, latent_dim: int) -> None:

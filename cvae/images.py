@@ -13,6 +13,8 @@ from cvae.files import atomic_write_bytes
 def grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     """Tiles float images [N, 28, 28, 1] in [0, 1] row by row into one uint8 image [H, W, 1]
     with `pad` black pixels between tiles; missing tiles at the end stay black."""
+    if columns < 1:
+        raise ValueError(f"a grid needs at least 1 column, got {columns}")
     images = np.asarray(images, dtype=np.float32)
     n, h, w = images.shape[:3]
     rows = -(-n // columns)
@@ -25,9 +27,14 @@ def grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     return out
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 [H, W, 1] image encoded as PNG."""
+    return tf.io.encode_png(image).numpy()
+
+
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Writes a uint8 [H, W, 1] image as PNG, atomically."""
-    atomic_write_bytes(path, tf.io.encode_png(image).numpy())
+    atomic_write_bytes(path, png_bytes(image))
 
 
 class ImageError(ValueError):

@@ -103,8 +103,10 @@ class _Run:
             if dataclasses.replace(saved, train=config.train) != config:
                 raise RunError(f"--resume: data/model config differs from {self.dir}/config.json")
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            # The optimiser's checkpoint holds the old learning rate; the config says the new one.
+            model.optimizer.learning_rate = config.train.learning_rate
             print(f"resumed {self.manager.latest_checkpoint} (epoch {int(self.epoch)})")
-        elif self.dir.exists() and any(self.dir.iterdir()):
+        elif self.manager.latest_checkpoint is not None:
             raise RunError(f"{self.dir} already holds a run: pass --resume to continue it, or "
                            f"--name for a new one")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -124,11 +126,6 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images", flush=True)
 
-    def dataset(split, training):
-        return data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
-                                 likelihood=config.model.likelihood, seed=config.train.seed,
-                                 training=training)
-
     model = build_model(config.model, beta=config.train.beta,
                         kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
@@ -141,19 +138,25 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
         keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"), write_graph=False),
     ]
     initial_epoch = int(run.epoch)
+    seed = config.train.seed
+    if initial_epoch:  # resumed: a new shuffle/binarisation stream rather than epoch 1's again
+        seed = int(np.random.SeedSequence([seed, initial_epoch]).generate_state(1)[0])
+
+    def dataset(split, training):
+        return data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
+                                 likelihood=config.model.likelihood,
+                                 seed=seed if training else config.train.seed, training=training)
+
     if initial_epoch < config.train.epochs:
         model.fit(dataset("train", True), validation_data=dataset("validation", False),
                   epochs=config.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
     if end.failure is not None:
-        raise NonFiniteLossError(f"training stopped: {end.failure}. The last good checkpoint "
-                                 f"is {run.manager.latest_checkpoint}")
-    metrics = {split: model.evaluate(dataset(split, False), return_dict=True, verbose=0)
-               for split in ("validation", "test")}
-    metrics = {s: {k: float(v) for k, v in m.items() if k != "loss"} for s, m in metrics.items()}
-    if config.model.likelihood == "discretized_logistic":  # a discrete likelihood over 8 bits
-        for m in metrics.values():
-            m["bits_per_dim"] = m["neg_elbo"] / (28 * 28 * math.log(2))
+        kept = run.manager.latest_checkpoint
+        raise NonFiniteLossError(
+            f"training stopped: {end.failure}. " + (f"The last good checkpoint is {kept}"
+                                                    if kept else "No checkpoint was written."))
+    metrics = evaluate(model, config, splits)
     metrics["epochs"] = int(run.epoch)
     if end.epoch_seconds:
         metrics["seconds_per_epoch"] = float(np.mean(end.epoch_seconds))
@@ -163,6 +166,22 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     print(f"test: neg_elbo {test['neg_elbo']:.2f} nats/image{bits} (recon {test['recon']:.2f}, "
           f"kl {test['kl']:.2f})", flush=True)
     return TrainResult(model, config, run.dir, metrics, end.epoch_seconds)
+
+
+def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> dict:
+    """{"validation": {...}, "test": {...}}: neg_elbo, recon, kl in nats per image (and
+    bits_per_dim for the 8-bit likelihood), one reparameterised sample per image."""
+    splits = splits or data.load_splits(config.data)
+    metrics = {}
+    for split in ("validation", "test"):
+        ds = data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
+                               likelihood=config.model.likelihood, seed=config.train.seed,
+                               training=False)
+        result = model.evaluate(ds, return_dict=True, verbose=0)
+        metrics[split] = {k: float(v) for k, v in result.items() if k != "loss"}
+        if config.model.likelihood == "discretized_logistic":  # discrete, over 8 bits
+            metrics[split]["bits_per_dim"] = metrics[split]["neg_elbo"] / (28 * 28 * math.log(2))
+    return metrics
 
 
 def load_run(run_dir: str | Path) -> TrainResult:
@@ -181,4 +200,7 @@ def load_run(run_dir: str | Path) -> TrainResult:
         .assert_existing_objects_matched()
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if metrics.get("epochs") != int(epoch):  # metrics.json is of another epoch, or missing
+        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+        metrics = {**evaluate(model, config), "epochs": int(epoch)}
     return TrainResult(model, config, run_dir, metrics, [])

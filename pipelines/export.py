@@ -2,8 +2,9 @@
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae]
 
-(`python -m pipelines.train` exports by itself; this is for a run that was stopped, resumed
-elsewhere, or trained with --no-export.) The logic is in `cvae.train.load_run` and `cvae.export`.
+(`python -m pipelines.train` exports by itself; this is for a run that was stopped or trained
+with --no-export. If the run's metrics.json is not of its last checkpoint, the validation and
+test figures are computed again.) The logic is in `cvae.train.load_run` and `cvae.export`.
 """
 
 import argparse

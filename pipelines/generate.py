@@ -38,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("give --label (or --restyle with --from and --to)")
     if args.num < 1:
         parser.error(f"--num must be >= 1, got {args.num}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.columns is not None and args.columns < 1:
+        parser.error(f"--columns must be >= 1, got {args.columns}")
     if not args.out.lower().endswith(".png"):
         parser.error(f"--out must name a .png file, got {args.out}")
     return args
@@ -48,7 +52,7 @@ def main(argv=None) -> None:
     import numpy as np
 
     from cvae import generate, images
-    from cvae.files import atomic_write_bytes
+    from cvae.files import write_files
 
     model = generate.load(args.model, args.version)
     if args.restyle:
@@ -63,13 +67,14 @@ def main(argv=None) -> None:
         out = out["images"]
         tiles, columns = out, args.columns or math.ceil(math.sqrt(args.num))
         what = f"{args.num} x {model.class_names[label]} (seed {args.seed})"
+    files = {args.out: images.png_bytes(images.grid(tiles, columns))}
     if args.npy:
         import io
 
         buffer = io.BytesIO()
         np.save(buffer, out)
-        atomic_write_bytes(args.npy, buffer.getvalue())
-    images.write_png(args.out, images.grid(tiles, columns))
+        files[args.npy] = buffer.getvalue()
+    write_files(files)  # both or neither
     print(f"wrote {args.out}: {what}, model {model.path}")
 
 

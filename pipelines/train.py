@@ -18,8 +18,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--resume", action="store_true",
-                        help="continue runs/<name>/ from its last checkpoint (config from its "
-                             "config.json; flags given here override it)")
+                        help="continue runs/<name>/ from its last checkpoint, with the config "
+                             "in its config.json; training flags given here (--epochs, "
+                             "--learning-rate, ...) override it, data and model flags must agree")
     parser.add_argument("--no-export", action="store_true", help="train only")
     add_config_arguments(parser)
     return parser.parse_args(argv)

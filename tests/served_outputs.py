@@ -31,6 +31,4 @@ for i, path in enumerate(sys.argv[3:]):
         out = sig[name](**{k: tf.constant(v) for k, v in kwargs.items()})
         for key, value in out.items():
             results[f"{i}/{name}/{key}"] = value.numpy()
-loaded = [m for m in ("cvae", "tensorflow_probability", "keras") if sys.modules.get(m)]
-assert not loaded, loaded
 np.savez(sys.argv[2], **results)

@@ -2,9 +2,11 @@
 
 import argparse
 import dataclasses
+import typing
 
 import pytest
 
+from cvae import config as config_module
 from cvae.config import (Config, DataConfig, ModelConfig, TrainConfig, add_config_arguments,
                          config_from_arguments)
 
@@ -15,21 +17,35 @@ def _parse(*argv):
     return config_from_arguments(parser.parse_args(list(argv)))
 
 
+def _other_value(field, default):
+    """A valid value different from the default, and the command-line words that give it."""
+    choices = typing.get_args(config_module._resolved_type(field.type))
+    if isinstance(default, bool):
+        return (not default), [("--no-" if default else "--") + field.name.replace("_", "-")]
+    flag = "--" + field.name.replace("_", "-")
+    if isinstance(default, tuple):
+        value = tuple(2 * v for v in default)
+    elif field.name in ("likelihood", "source"):
+        value = next(c for c in choices if c != default)
+    elif isinstance(default, float):
+        value = default / 2 if default else 0.5
+    elif isinstance(default, int) or field.name == "limit":
+        value = (default or 0) + 1
+    else:
+        value = "other"
+    words = [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+    return value, [flag, *words]
+
+
 def test_every_field_has_a_flag_that_sets_it():
-    config = _parse("--latent-dim", "2", "--encoder-filters", "8", "16", "--likelihood",
-                    "bernoulli", "--no-decoder-label-planes", "--epochs", "3", "--learning-rate",
-                    "0.01", "--limit", "100", "--data-dir", "/x", "--jit-compile")
-    assert config.model.latent_dim == 2 and config.model.encoder_filters == (8, 16)
-    assert config.model.likelihood == "bernoulli" and config.model.decoder_label_planes is False
-    assert config.train.epochs == 3 and config.train.learning_rate == 0.01
-    assert config.train.jit_compile is True
-    assert config.data.limit == 100 and config.data.data_dir == "/x"
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
-    dests = {a.dest for a in parser._actions}
-    for section in (DataConfig, ModelConfig, TrainConfig):
+    for name, section in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
         for field in dataclasses.fields(section):
-            assert field.name in dests, field.name
+            default = getattr(section(), field.name)
+            value, argv = _other_value(field, default)
+            assert value != default
+            config = _parse(*argv)
+            assert getattr(getattr(config, name), field.name) == value, argv
+            assert config == Config().replace(**{field.name: value}), argv
 
 
 def test_no_flags_gives_the_defaults():

@@ -59,7 +59,7 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
         np.testing.assert_allclose(got("serving_default/images"), model.decode(z, label), **close)
         images = got("serving_default/images")
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
-        # Restyling to the image's own label is reconstruction.
+        # Restyling to another label changes the picture (the label is used).
         assert not np.allclose(got("restyle/images"), got("reconstruct/images"))
 
 
@@ -109,11 +109,24 @@ def test_exported_model_rejects_inputs_of_different_batch_sizes(trained):
                        target_label=tf.constant([3]))
 
 
+def test_restyle_to_the_own_label_is_reconstruction(trained):
+    sig = tf.saved_model.load(str(trained["export"])).signatures
+    images = tf.random.stateless_uniform([4, 28, 28, 1], seed=[3, 4])
+    label = tf.constant([0, 3, 7, 9])
+    np.testing.assert_array_equal(
+        sig["restyle"](images=images, label=label, target_label=label)["images"],
+        sig["reconstruct"](images=images, label=label)["images"])
+
+
 def test_exported_model_rejects_pixels_outside_0_1(trained):
     sig = tf.saved_model.load(str(trained["export"])).signatures
+    label = tf.constant([0])
     for value in (255.0, -0.5, float("nan")):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels in \[0, 1\]"):
-            sig["encode"](images=tf.fill([1, 28, 28, 1], value), label=tf.constant([0]))
+        images = tf.fill([1, 28, 28, 1], value)
+        for name, kwargs in (("encode", {}), ("reconstruct", {}),
+                             ("restyle", {"target_label": label})):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"pixels in \[0, 1\]"):
+                sig[name](images=images, label=label, **kwargs)
 
 
 def test_layout_assets_and_no_python_ops(trained):
@@ -180,3 +193,24 @@ def test_versions_are_never_overwritten_and_failures_leave_nothing(tmp_path, mon
     with pytest.raises(RuntimeError, match="smoke test failed"):
         export_lib.export(model, config, {}, base)
     assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no "3", no temporary left
+    with pytest.raises(RuntimeError, match="smoke test failed"):
+        export_lib.export(model, config, {}, tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # a base path the export created goes too
+
+
+def test_a_version_taken_during_export_is_left_alone(tmp_path, monkeypatch):
+    config = Config.small()
+    model = build_model(config.model)
+    base = tmp_path / "cvae"
+    export_lib.export(model, config, {}, base)
+    real = export_lib._smoke_test
+
+    def another_exporter_finishes_first(path, latent_dim):
+        real(path, latent_dim)
+        (base / "2").mkdir()
+        (base / "2" / "saved_model.pb").write_bytes(b"theirs")
+
+    monkeypatch.setattr(export_lib, "_smoke_test", another_exporter_finishes_first)
+    ours = export_lib.export(model, config, {}, base)
+    assert ours.name == "3" and (ours / "saved_model.pb").stat().st_size > 1000
+    assert (base / "2" / "saved_model.pb").read_bytes() == b"theirs"

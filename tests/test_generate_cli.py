@@ -118,6 +118,10 @@ def test_usage_errors(tmp_path):
     for args, message in ((["--out", "x.png"], "give --label"),
                           (["--restyle", "a.png", "--out", "x.png"], "--restyle needs --from"),
                           (["--label", "Bag", "--num", "0", "--out", "x.png"], "--num must be"),
+                          (["--label", "Bag", "--seed", "-1", "--out", "x.png"],
+                           "--seed must be >= 0"),
+                          (["--label", "Bag", "--columns", "0", "--out", "x.png"],
+                           "--columns must be >= 1"),
                           (["--label", "Bag", "--out", "x.jpg"], "--out must name a .png")):
         result = _generate(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

@@ -53,13 +53,44 @@ def test_existing_run_needs_resume_and_resume_continues(tmp_path):
     first = train(config, verbose=0)
     with pytest.raises(RunError, match="already holds a run: pass --resume"):
         train(config, verbose=0)
-    resumed = train(config.replace(epochs=2), resume=True, verbose=0)
+    steps_per_epoch = 512 // 64
+    assert int(first.model.optimizer.iterations) == steps_per_epoch
+    resumed = train(config.replace(epochs=2, learning_rate=5e-4), resume=True, verbose=0)
     assert resumed.metrics["epochs"] == 2 and len(resumed.epoch_seconds) == 1
     assert (first.run_dir / "checkpoints" / "ckpt-2.index").is_file()
+    # The optimiser's state came back (its step count goes on) and the new learning rate holds.
+    assert int(resumed.model.optimizer.iterations) == 2 * steps_per_epoch
+    assert float(resumed.model.optimizer.learning_rate) == pytest.approx(5e-4)
+    assert Config.from_json((first.run_dir / "config.json").read_text()).train.learning_rate \
+        == 5e-4
     with pytest.raises(RunError, match="no checkpoint"):
         train(config.replace(name="never-ran"), resume=True, verbose=0)
     with pytest.raises(RunError, match="data/model config differs"):
         train(config.replace(latent_dim=3, epochs=3), resume=True, verbose=0)
+
+
+def test_a_run_that_never_checkpointed_can_start_again(tmp_path):
+    config = Config.small(runs_dir=str(tmp_path))
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "config.json").write_text(config.to_json())
+    assert train(config, verbose=0).metrics["epochs"] == 1
+
+
+def test_load_run_recomputes_metrics_of_another_epoch(trained):
+    from cvae.train import load_run
+
+    run_dir = trained["result"].run_dir
+    metrics_file = run_dir / "metrics.json"
+    original = json.loads(metrics_file.read_text())
+    assert load_run(run_dir).metrics == original  # current: taken as they are
+    metrics_file.write_text(json.dumps({**original, "epochs": 0, "test": {"neg_elbo": 1.0}}))
+    try:
+        recomputed = load_run(run_dir).metrics
+    finally:
+        metrics_file.write_text(json.dumps(original))
+    assert recomputed["epochs"] == 1
+    # One reparameterised sample per image: close to, not equal to, the figure at training.
+    assert recomputed["test"]["neg_elbo"] == pytest.approx(original["test"]["neg_elbo"], rel=0.01)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -81,3 +112,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert not (good.run_dir / "checkpoints" / "ckpt-2.index").exists()
     for name, value in saved.items():  # the good checkpoint itself is untouched
         np.testing.assert_array_equal(tf.train.load_variable(checkpoint, name), value)
+    with pytest.raises(NonFiniteLossError, match="at epoch 1, batch 0.*No checkpoint was written"):
+        train(config.replace(name="diverges"), verbose=0)
+
+
+def test_jit_compile_trains_the_same_model(tmp_path):
+    """The XLA path (--jit-compile, meant for GPUs) runs on CPU and agrees with plain graphs."""
+    plain = train(Config.small(runs_dir=str(tmp_path), name="plain"), verbose=0)
+    jit = train(Config.small(runs_dir=str(tmp_path), name="jit", jit_compile=True), verbose=0)
+    assert jit.model.jit_compile is True
+    assert jit.metrics["validation"]["neg_elbo"] == pytest.approx(
+        plain.metrics["validation"]["neg_elbo"], rel=1e-3)
