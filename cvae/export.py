@@ -160,6 +160,20 @@ def export(model: CVAE, config: Config, metrics: dict | None,
             base.rmdir()
 
 
+def export_run(result, base_dir: str | os.PathLike | None = None) -> Path:
+    """Exports a `cvae.train.TrainResult` (to its config's export_dir by default) and writes
+    the class grid of the exported version to <run dir>/class_grid.png."""
+    from cvae import generate, images
+
+    path = export(result.model, result.config, result.metrics,
+                  base_dir or result.config.train.export_dir)
+    print(f"exported {path}")
+    grid_path = result.run_dir / "class_grid.png"
+    images.write_png(grid_path, generate.class_grid(generate.load(path)))
+    print(f"wrote {grid_path} (one row per class)")
+    return path
+
+
 def _smoke_test(path: Path, latent_dim: int) -> None:
     """Loads the export back and checks that generation gives finite images of the right shape."""
     loaded = tf.saved_model.load(str(path))

@@ -18,15 +18,9 @@ def main(argv=None) -> None:
     parser.add_argument("--run", required=True, help="a run directory, runs/<name>")
     parser.add_argument("--model-dir", help="model base path (default: the run's export_dir)")
     args = parser.parse_args(argv)
-    from cvae import export, generate, images, train
+    from cvae import export, train
 
-    run = train.load_run(args.run)
-    path = export.export(run.model, run.config, run.metrics,
-                         args.model_dir or run.config.train.export_dir)
-    print(f"exported {path}")
-    grid_path = run.run_dir / "class_grid.png"
-    images.write_png(grid_path, generate.class_grid(generate.load(path)))
-    print(f"wrote {grid_path} (one row per class)")
+    export.export_run(train.load_run(args.run), args.model_dir)
 
 
 if __name__ == "__main__":

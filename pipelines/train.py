@@ -36,16 +36,11 @@ def main(argv=None) -> None:
         base = Config.from_json((run_dir / "config.json").read_text())
     config = config_from_arguments(args, base)
 
-    from cvae import export, generate, images, train  # TensorFlow loads after argument errors
+    from cvae import export, train  # TensorFlow loads after argument errors
 
     result = train.train(config, resume=args.resume)
-    if args.no_export:
-        return
-    path = export.export(result.model, config, result.metrics, config.train.export_dir)
-    print(f"exported {path}")
-    grid_path = result.run_dir / "class_grid.png"
-    images.write_png(grid_path, generate.class_grid(generate.load(path)))
-    print(f"wrote {grid_path} (one row per class)")
+    if not args.no_export:
+        export.export_run(result)
 
 
 if __name__ == "__main__":
