@@ -1,0 +1,44 @@
+"""The model that ships in saved_models/cvae/1: trained by the defaults, and it follows labels."""
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from cvae import data
+from cvae.config import Config, DataConfig
+from conftest import REPO
+
+SHIPPED = REPO / "saved_models" / "cvae" / "1"
+
+
+def test_shipped_model_was_trained_by_the_defaults():
+    config = Config.from_json((SHIPPED / "assets.extra" / "config.json").read_text())
+    defaults = Config()
+    assert config.data == defaults.data and config.model == defaults.model
+    # Only where the run was written may differ (`make train NAME=...`).
+    assert dataclasses.replace(config.train, name=defaults.train.name) == defaults.train
+    metrics = json.loads((SHIPPED / "assets.extra" / "metrics.json").read_text())
+    assert metrics["epochs"] == defaults.train.epochs
+    assert sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()) < 10 * 2**20
+
+
+def test_samples_are_as_recognisable_as_real_images():
+    """Nearest class-mean classification (a fixed, training-free yardstick) finds the label of
+    generated garments about as often as that of real test garments."""
+    splits = data.load_splits(DataConfig())
+    images, labels = splits.train[0].reshape(-1, 784) / 255.0, splits.train[1]
+    centroids = np.stack([images[labels == c].mean(0) for c in range(10)])
+
+    def accuracy(x, y):
+        distances = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+        return (distances.argmin(1) == y).mean()
+
+    real = accuracy(splits.test[0].reshape(-1, 784) / 255.0, splits.test[1])
+    generate = tf.saved_model.load(str(SHIPPED)).signatures["serving_default"]
+    wanted = np.repeat(np.arange(10, dtype=np.int32), 100)
+    samples = generate(label=wanted, seed=np.arange(1000, dtype=np.int32))["images"].numpy()
+    generated = accuracy(samples.reshape(-1, 784), wanted)
+    assert real > 0.6  # the yardstick itself: ~0.68 on Fashion-MNIST
+    assert generated >= 0.9 * real, (generated, real)
