@@ -21,7 +21,6 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-SPLIT_SIZES = {"train": 60000, "test": 10000}
 # Fixed seed of the train/validation permutation: every run validates on the same images.
 VALIDATION_PERMUTATION_SEED = 20170825  # Fashion-MNIST's arXiv date
 

@@ -23,7 +23,6 @@ from cvae.labels import CLASS_NAMES
 from cvae.model import CVAE, one_hot_labels
 
 ASSETS_EXTRA = "assets.extra"
-SIGNATURES = ("serving_default", "decode", "encode", "reconstruct", "restyle")
 
 
 def _spec(shape, dtype, name):

@@ -31,10 +31,6 @@ class ServedModel:
     def label_id(self, text: str | int) -> int:
         return parse_label(text, self.class_names)
 
-    @property
-    def latent_dim(self) -> int:
-        return int(self.config["model"]["latent_dim"])
-
 
 def resolve_version(model_dir: str | os.PathLike, version: int | None = None) -> Path:
     """`<model_dir>/<version>`, by default the highest integer version (as TF Serving serves)."""

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from cvae import likelihoods, losses
 from cvae.config import Config
@@ -45,6 +46,9 @@ def test_shapes(model):
     assert out["params"].shape == (8, 28, 28, likelihoods.output_channels(model.config.likelihood))
     posterior = model.posterior(x, y)
     assert posterior.batch_shape == [8] and posterior.event_shape == [latent]
+    assert model.prior().batch_shape == [] and model.prior().event_shape == [latent]
+    np.testing.assert_allclose(tfp.distributions.kl_divergence(posterior, model.prior()),
+                               losses.kl_to_standard_normal(out["mean"], out["stddev"]), rtol=1e-5)
     assert model.likelihood(out["z"], y).event_shape == [28, 28, 1]
     images = model.decode(out["z"], y).numpy()
     assert images.shape == (8, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
