@@ -13,7 +13,8 @@ SMALL = ["--limit", "512", "--batch-size", "64", "--validation-size", "128", "--
 
 
 def test_train_exports_and_writes_a_class_grid_then_export_adds_a_version(tmp_path):
-    result = run_python("-m", "pipelines.train", "--name", "e2e", *SMALL, cwd=tmp_path,
+    result = run_python("-m", "pipelines.train", "--name", "e2e", *SMALL,
+                        "--likelihood", "discretized_logistic", cwd=tmp_path,
                         env={"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 1:" in result.stdout and "bits/dim" in result.stdout
