@@ -96,8 +96,8 @@ class TrainConfig:
     # The KL weight rises linearly from 0 to `beta` over this many optimiser steps. Off by
     # default: while the weight is near 0, z is free to carry the class as well.
     kl_warmup_steps: int = 0
-    # XLA for the train step: slower on this project's 2-core CPU (measured ~1,000-1,250 vs
-    # 400-550 images/s), worth trying on GPUs.
+    # XLA for the train step: slower than plain graphs on this project's 2-core CPU in a quick
+    # comparison, worth trying on GPUs.
     jit_compile: bool = False
     seed: int = 0
     name: str = "cvae"

@@ -118,6 +118,18 @@ class _Run:
         self.manager.save(checkpoint_number=epoch)
 
 
+def _model(config: Config) -> CVAE:
+    return build_model(config.model, beta=config.train.beta,
+                       kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+
+
+def _dataset(config: Config, arrays, training: bool, seed: int | None = None) -> tf.data.Dataset:
+    """The pipeline for one split; evaluation always uses the run's seed, so it repeats."""
+    return data.make_dataset(*arrays, batch_size=config.data.batch_size,
+                             likelihood=config.model.likelihood,
+                             seed=config.train.seed if seed is None else seed, training=training)
+
+
 def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> TrainResult:
     """Trains `config` into runs/<name>/ and returns the model with its validation and test
     metrics. Raises NonFiniteLossError (keeping the last good checkpoint) if the loss diverges."""
@@ -126,8 +138,7 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images", flush=True)
 
-    model = build_model(config.model, beta=config.train.beta,
-                        kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+    model = _model(config)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   jit_compile=config.train.jit_compile)
     model.optimizer.build(model.trainable_variables)
@@ -141,14 +152,9 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> 
     seed = config.train.seed
     if initial_epoch:  # resumed: a new shuffle/binarisation stream rather than epoch 1's again
         seed = int(np.random.SeedSequence([seed, initial_epoch]).generate_state(1)[0])
-
-    def dataset(split, training):
-        return data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
-                                 likelihood=config.model.likelihood,
-                                 seed=seed if training else config.train.seed, training=training)
-
     if initial_epoch < config.train.epochs:
-        model.fit(dataset("train", True), validation_data=dataset("validation", False),
+        model.fit(_dataset(config, splits.train, training=True, seed=seed),
+                  validation_data=_dataset(config, splits.validation, training=False),
                   epochs=config.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
     if end.failure is not None:
@@ -174,10 +180,8 @@ def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> 
     splits = splits or data.load_splits(config.data)
     metrics = {}
     for split in ("validation", "test"):
-        ds = data.make_dataset(*getattr(splits, split), batch_size=config.data.batch_size,
-                               likelihood=config.model.likelihood, seed=config.train.seed,
-                               training=False)
-        result = model.evaluate(ds, return_dict=True, verbose=0)
+        result = model.evaluate(_dataset(config, getattr(splits, split), training=False),
+                                return_dict=True, verbose=0)
         metrics[split] = {k: float(v) for k, v in result.items() if k != "loss"}
         if config.model.likelihood == "discretized_logistic":  # discrete, over 8 bits
             metrics[split]["bits_per_dim"] = metrics[split]["neg_elbo"] / (28 * 28 * math.log(2))
@@ -190,8 +194,7 @@ def load_run(run_dir: str | Path) -> TrainResult:
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.json)")
     config = Config.from_json((run_dir / "config.json").read_text())
-    model = build_model(config.model, beta=config.train.beta,
-                        kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+    model = _model(config)
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     if latest is None:
         raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")

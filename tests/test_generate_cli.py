@@ -8,7 +8,7 @@ from cvae import images
 from conftest import run_python
 
 
-def _generate(*args, cwd=None):
+def _generate(*args):
     return run_python("-m", "pipelines.generate", *args)
 
 
