@@ -19,6 +19,8 @@ from typing import Literal
 
 Likelihood = Literal["discretized_logistic", "bernoulli", "continuous_bernoulli"]
 DataSource = Literal["auto", "idx", "tfds"]
+Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+Strategy = Literal["default", "mirrored", "multiworker"]
 
 
 def _require(ok: bool, name: str, value, problem: str) -> None:
@@ -99,6 +101,22 @@ class TrainConfig:
     # XLA for the train step: slower than plain graphs on this project's 2-core CPU in a quick
     # comparison, worth trying on GPUs.
     jit_compile: bool = False
+    # Train steps run per call into the graph: fewer Python round trips, which matter on fast
+    # accelerators with small steps. Callbacks and the progress bar then see every N steps.
+    steps_per_execution: int = 1
+    # mixed_float16 for NVIDIA GPUs (tensor cores; the loss is scaled against underflow),
+    # mixed_bfloat16 for TPUs and CPUs with bfloat16 units. Variables, the posterior's and the
+    # likelihood's parameters and the loss stay float32, and evaluation and export run in
+    # float32 whatever the policy.
+    precision: Precision = "float32"
+    # default: one device. mirrored: tf.distribute.MirroredStrategy over every local GPU (or
+    # every logical CPU device when there is no GPU). multiworker: MultiWorkerMirroredStrategy
+    # across the machines that TF_CONFIG lists. batch_size is the global batch, split evenly
+    # across replicas. See README, "Several GPUs or machines".
+    strategy: Strategy = "default"
+    # tf.config.experimental.enable_op_determinism(): bit-for-bit repeatable runs (and exact
+    # resumes) at some cost in speed; some GPU kernels refuse it.
+    deterministic: bool = False
     seed: int = 0
     name: str = "cvae"
     runs_dir: str = "runs"
@@ -109,6 +127,12 @@ class TrainConfig:
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _require(self.beta >= 0, "beta", self.beta, "must be >= 0")
         _require(self.kl_warmup_steps >= 0, "kl_warmup_steps", self.kl_warmup_steps, "must be >= 0")
+        _require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution,
+                 "must be >= 1")
+        _require(self.precision in typing.get_args(Precision), "precision", self.precision,
+                 f"must be one of {typing.get_args(Precision)}")
+        _require(self.strategy in typing.get_args(Strategy), "strategy", self.strategy,
+                 f"must be one of {typing.get_args(Strategy)}")
         _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                  "name", self.name, "must be a plain folder name")
 

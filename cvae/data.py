@@ -181,22 +181,62 @@ def preprocess_batch(images: tf.Tensor, labels: tf.Tensor, likelihood: Likelihoo
     return x, tf.cast(labels, tf.int32)
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-                 likelihood: Likelihood, seed: int, training: bool) -> tf.data.Dataset:
-    """A tf.data pipeline of (x float32 [B, 28, 28, 1] in [0, 1], y int32 [B]).
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Optimiser steps in one training epoch: full batches only (the remainder waits for the
+    next epoch's permutation), so every replica of a distributed step gets the same share."""
+    return num_images // batch_size
 
-    uint8 tensors are cached, then (training only) shuffled with `seed` and reshuffled every
-    epoch, batched, transformed a whole batch at a time, and prefetched. Binarisation draws are
-    fresh every training epoch but repeat exactly for evaluation, so validation losses compare.
-    The same seed gives the same sequence of batches in any process.
+
+def _stream(seed: tf.Tensor, purpose: int, counter: tf.Tensor) -> tf.Tensor:
+    """A stateless seed (int64 [2]) for one use (`purpose`) at one step or epoch (`counter`)."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.constant(purpose, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64))
+
+
+_SHUFFLE, _BINARISE, _NOISE = 1, 2, 3
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
+                 likelihood: Likelihood, seed: int, training: bool, latent_dim: int,
+                 start_step: int = 0) -> tf.data.Dataset:
+    """A tf.data pipeline of (x float32 [B, 28, 28, 1] in [0, 1], y int32 [B], eps float32
+    [B, latent_dim]), eps being the standard normal noise of the reparameterisation trick.
+
+    Every random draw is a stateless function of (seed, epoch) for the order and of (seed,
+    step) for binarisation and noise, so batch t is the same in any process, after any
+    restart, and however the batch is later split across replicas: `start_step` resumes the
+    stream exactly where a checkpoint left it.
+
+    Training: an endless stream of epochs, each a fresh permutation cut into
+    `steps_per_epoch` full batches (give `fit` that many steps per epoch). Evaluation: the
+    images once, in order, the last batch partial, the same draws every time.
     """
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
+    n = len(images)
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
     if training:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    # One stateless seed per batch; `rerandomize_each_iteration` gives new draws every epoch.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds).map(
-        lambda batch, s: preprocess_batch(batch[0], batch[1], likelihood, s),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        steps = steps_per_epoch(n, batch_size)
+        if steps < 1:
+            raise DataError(f"batch_size={batch_size} is larger than the {n} training images")
+
+        def epoch_batches(epoch):
+            order = tf.argsort(tf.random.stateless_uniform([n], _stream(seed, _SHUFFLE, epoch)))
+            return tf.data.Dataset.from_tensor_slices(
+                tf.reshape(order[:steps * batch_size], [steps, batch_size]))
+
+        first_epoch, skip = divmod(start_step, steps)
+        indices = (tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_batches)
+                   .skip(skip))
+    else:
+        indices = tf.data.Dataset.range(n).batch(batch_size)
+        start_step = 0
+
+    def batch(step, index):
+        x, y = preprocess_batch(tf.gather(images_t, index), tf.gather(labels_t, index),
+                                likelihood, _stream(seed, _BINARISE, step))
+        eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
+                                         _stream(seed, _NOISE, step))
+        return x, y, eps
+
+    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step, 2**62), indices)
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

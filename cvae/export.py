@@ -1,36 +1,96 @@
 """SavedModel export: the serving signatures (a public contract) and versioned, atomic writes.
 
 Layout, as TensorFlow Serving expects it: `<base>/<version>/saved_model.pb`, `variables/`, and
-`assets.extra/` with `config.json`, `classes.json` and `metrics.json`. A version is written to a
-non-numeric temporary sibling (which TF Serving ignores), loaded back and smoke-tested, and only
-then renamed to the next integer; an existing version is never touched.
+`assets.extra/` with `config.json`, `classes.json`, `metrics.json` and
+`tf_serving_warmup_requests` (requests TF Serving replays when it loads the version). A version
+is written to a non-numeric temporary sibling (which TF Serving ignores), loaded back and
+smoke-tested, and only then renamed to the next integer; an existing version is never touched,
+and nothing is written through a symlink or outside the base path. `cvae.check` verifies an
+export against `SIGNATURES`.
 """
 
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from cvae.config import Config
-from cvae.labels import CLASS_NAMES
+from cvae.labels import CLASS_NAMES, NUM_CLASSES
 from cvae.model import CVAE, one_hot_labels
 
 ASSETS_EXTRA = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
+PREDICT_METHOD = "tensorflow/serving/predict"
+# One single-row request, and one with a row per class (a typical batch), for each signature.
+WARMUP_BATCH_SIZES = (1, NUM_CLASSES)
+VERSION_NAME = re.compile(r"[0-9]+")  # what TF Serving takes for a version directory
+
+N, D = "N", "D"  # symbolic dimensions: the batch, and the latent size (config.json's latent_dim)
 
 
-def _spec(shape, dtype, name):
-    return tf.TensorSpec(shape, dtype, name=name)
+class TensorContract(NamedTuple):
+    """One input or output of a signature: dtype name, shape (ints, N or D) and, where the
+    model checks it (inputs) or guarantees it (outputs), the inclusive range of its values."""
+
+    dtype: str
+    shape: tuple
+    value_range: tuple | None = None
+
+    def resolved_shape(self, latent_dim: int | None) -> list[int | None]:
+        """The shape with N as None (any batch) and D as `latent_dim` (None: not known)."""
+        return [None if d == N else latent_dim if d == D else d for d in self.shape]
+
+    def describe(self) -> str:
+        """e.g. "int32 [N]"."""
+        return f"{self.dtype} [{', '.join(map(str, self.shape))}]"
 
 
-def _image_spec(name="images"):
-    return _spec([None, 28, 28, 1], tf.float32, name)
+LABEL = TensorContract("int32", (N,), (0, NUM_CLASSES - 1))
+SEED = TensorContract("int32", (N,))
+LATENT = TensorContract("float32", (N, D))
+IMAGES = TensorContract("float32", (N, 28, 28, 1), (0.0, 1.0))
+
+# The serving contract, the one place it is written down: signature name -> inputs (in the order
+# the exported functions take them) and outputs. ServingModule builds its input signatures from
+# it and `cvae.check` verifies every export against it. Every signature uses PREDICT_METHOD.
+SIGNATURES: dict[str, dict[str, dict[str, TensorContract]]] = {
+    "serving_default": {"inputs": {"label": LABEL, "seed": SEED},
+                        "outputs": {"images": IMAGES, "z": LATENT}},
+    "decode": {"inputs": {"z": LATENT, "label": LABEL}, "outputs": {"images": IMAGES}},
+    "encode": {"inputs": {"images": IMAGES, "label": LABEL},
+               "outputs": {"mean": LATENT, "stddev": LATENT}},
+    "reconstruct": {"inputs": {"images": IMAGES, "label": LABEL}, "outputs": {"images": IMAGES}},
+    "restyle": {"inputs": {"images": IMAGES, "label": LABEL, "target_label": LABEL},
+                "outputs": {"images": IMAGES}},
+}
+
+
+def input_specs(signature: str, latent_dim: int) -> list[tf.TensorSpec]:
+    """The tf.TensorSpecs of a signature's inputs, in the order its function takes them."""
+    return [tf.TensorSpec(t.resolved_shape(latent_dim), t.dtype, name=name)
+            for name, t in SIGNATURES[signature]["inputs"].items()]
+
+
+def _serving_function(fn, signature: str, latent_dim: int):
+    """`fn` as a tf.function with the input signature of SIGNATURES[signature]. Specs bind by
+    position, so `fn`'s parameters must be the contract's inputs, in order: otherwise two inputs
+    of one type (label, target_label) could be swapped without any shape error."""
+    params, inputs = list(inspect.signature(fn).parameters), list(SIGNATURES[signature]["inputs"])
+    if params != inputs:
+        raise RuntimeError(f"{fn.__name__} takes {params}, but SIGNATURES[{signature!r}] lists "
+                           f"the inputs {inputs}")
+    return tf.function(fn, input_signature=input_specs(signature, latent_dim))
 
 
 def _checked_images(images: tf.Tensor) -> tf.Tensor:
@@ -65,16 +125,11 @@ class ServingModule(tf.Module):
         self.model_variables = [v.value for v in model.variables]
         object.__setattr__(self, "model", model)  # untracked reference for the functions
         latent = model.config.latent_dim
-        self.generate = tf.function(self._generate, input_signature=[
-            _spec([None], tf.int32, "label"), _spec([None], tf.int32, "seed")])
-        self.decode = tf.function(self._decode, input_signature=[
-            _spec([None, latent], tf.float32, "z"), _spec([None], tf.int32, "label")])
-        self.encode = tf.function(self._encode, input_signature=[
-            _image_spec(), _spec([None], tf.int32, "label")])
-        self.reconstruct = tf.function(self._reconstruct, input_signature=[
-            _image_spec(), _spec([None], tf.int32, "label")])
-        self.restyle = tf.function(self._restyle, input_signature=[
-            _image_spec(), _spec([None], tf.int32, "label"), _spec([None], tf.int32, "target_label")])
+        self.generate = _serving_function(self._generate, "serving_default", latent)
+        self.decode = _serving_function(self._decode, "decode", latent)
+        self.encode = _serving_function(self._encode, "encode", latent)
+        self.reconstruct = _serving_function(self._reconstruct, "reconstruct", latent)
+        self.restyle = _serving_function(self._restyle, "restyle", latent)
 
     def _decode_mean(self, z, label):
         return self.model.decode(z, label)
@@ -123,14 +178,69 @@ def versions(base_dir: str | os.PathLike) -> list[int]:
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def warmup_requests(module: ServingModule, model_name: str) -> list:
+    """PredictionLog protos for `assets.extra/tf_serving_warmup_requests`: for every signature in
+    SIGNATURES, one request per batch size in WARMUP_BATCH_SIZES. The images are the model's own
+    samples and z its own latent codes, so the requests look like real traffic; `model_name`
+    goes into each request's model_spec."""
+    logs = []
+    for n in WARMUP_BATCH_SIZES:
+        label = np.arange(n) % NUM_CLASSES
+        seed = np.arange(n)
+        sample = module.generate(tf.constant(label, tf.int32), tf.constant(seed, tf.int32))
+        values = {"label": label, "seed": seed, "z": sample["z"].numpy(),
+                  "images": sample["images"].numpy(), "target_label": (label + 1) % NUM_CLASSES}
+        for signature, contract in SIGNATURES.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            for name, tensor in contract["inputs"].items():
+                request.inputs[name].CopyFrom(
+                    tf.make_tensor_proto(np.asarray(values[name], dtype=tensor.dtype)))
+            logs.append(prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def _refuse_unsafe_base(base: Path) -> Path:
+    """The resolved base path; raises ValueError if `base` looks like a version directory itself
+    or holds a version directory that is a symlink (writing beside it, or TF Serving loading it,
+    would reach outside the base path)."""
+    root = base.resolve()
+    for name in (base.name, root.name):
+        if VERSION_NAME.fullmatch(name):
+            raise ValueError(
+                f"model base path {base} looks like a version directory ({name!r} is an "
+                f"integer); give the folder that holds the versions, e.g. {root.parent}")
+    if base.is_dir():
+        for entry in sorted(base.iterdir()):
+            if VERSION_NAME.fullmatch(entry.name) and entry.is_symlink():
+                raise ValueError(
+                    f"version directory {entry} is a symlink (to {os.readlink(entry)}); versions "
+                    f"under {base} must be real directories inside it")
+    return root
+
+
+def _own_child(root: Path, path: Path) -> Path:
+    """`path` if it is a direct child of the resolved base path `root` and not a symlink; raises
+    ValueError otherwise (e.g. a symlink planted while the export was running)."""
+    if path.is_symlink() or path.resolve().parent != root:
+        raise ValueError(f"refusing to write {path}: it is a symlink or resolves outside the "
+                         f"model base path {root}")
+    return path
+
+
 def export(model: CVAE, config: Config, metrics: dict | None,
            base_dir: str | os.PathLike) -> Path:
     """Writes the model as the next version under `base_dir` and returns its path.
 
     The version number is taken when the finished export is renamed into place; if another
     exporter took it first (the rename finds a non-empty directory), the next one is tried.
+    A base path named like a version (`saved_models/cvae/3`) or holding a symlinked version is
+    refused with ValueError before anything is written.
     """
     base = Path(base_dir)
+    root = _refuse_unsafe_base(base)
     created_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f".tmp-export-{uuid.uuid4().hex}"
@@ -142,9 +252,13 @@ def export(model: CVAE, config: Config, metrics: dict | None,
         (extra / "config.json").write_text(config.to_json())
         (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
         (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+            # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
+            for log in warmup_requests(module, root.name):
+                writer.write(log.SerializeToString())
         _smoke_test(tmp, config.model.latent_dim)
         for _ in range(100):
-            final = base / str((versions(base) or [0])[-1] + 1)
+            final = _own_child(root, base / str((versions(base) or [0])[-1] + 1))
             try:
                 os.rename(tmp, final)  # fails on a non-empty directory: never overwrites
                 return final

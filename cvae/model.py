@@ -47,15 +47,20 @@ class Encoder(keras.layers.Layer):
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         f1, f2 = config.encoder_filters
-        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")
-        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")
-        self.flatten = keras.layers.Flatten()
-        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu")
-        self.head = keras.layers.Dense(2 * config.latent_dim)
+        policy = self.dtype_policy  # a mixed policy computes in 16 bits, keeps float32 weights
+        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu",
+                                         dtype=policy)
+        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu",
+                                         dtype=policy)
+        self.flatten = keras.layers.Flatten(dtype=policy)
+        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
+        # The posterior's parameters stay float32 whatever the policy: the KL and the
+        # reparameterised sample are computed from them.
+        self.head = keras.layers.Dense(2 * config.latent_dim, dtype="float32")
 
     def call(self, x, y_onehot):
         h = self.conv2(self.conv1(with_label_planes(x, y_onehot)))
-        h = self.hidden(tf.concat([self.flatten(h), y_onehot], axis=-1))
+        h = self.hidden(tf.concat([self.flatten(h), tf.cast(y_onehot, h.dtype)], axis=-1))
         mean, raw_scale = tf.split(self.head(h), 2, axis=-1)
         return mean, tf.nn.softplus(raw_scale) + 1e-4
 
@@ -68,18 +73,23 @@ class Decoder(keras.layers.Layer):
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         f1, f2 = config.decoder_filters
-        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu")
-        self.project = keras.layers.Dense(7 * 7 * f1, activation="relu")
-        self.reshape = keras.layers.Reshape((7, 7, f1))
-        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")
-        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")
+        policy = self.dtype_policy
+        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
+        self.project = keras.layers.Dense(7 * 7 * f1, activation="relu", dtype=policy)
+        self.reshape = keras.layers.Reshape((7, 7, f1), dtype=policy)
+        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same",
+                                                activation="relu", dtype=policy)
+        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same",
+                                                activation="relu", dtype=policy)
+        # The likelihood's parameters in float32: log-probabilities of 784 pixels summed in
+        # bfloat16 would lose the ELBO's digits.
         self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood), 3,
-                                       padding="same")
+                                       padding="same", dtype="float32")
         self.label_planes = config.decoder_label_planes
 
     def call(self, z, y_onehot):
         def condition(h):
-            return with_label_planes(h, y_onehot) if self.label_planes else h
+            return with_label_planes(h, tf.cast(y_onehot, h.dtype)) if self.label_planes else h
 
         h = self.hidden(tf.concat([z, y_onehot], axis=-1))
         h = self.up1(condition(self.reshape(self.project(h))))
@@ -95,19 +105,27 @@ class CVAE(keras.Model):
     """
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, dtype_policy: str = "float32", **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
-        self.encoder = Encoder(config, name="encoder")
-        self.decoder = Decoder(config, name="decoder")
+        self.encoder = Encoder(config, name="encoder", dtype=dtype_policy)
+        self.decoder = Decoder(config, name="decoder", dtype=dtype_policy)
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
 
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model symbolically from a sample batch when fit/evaluate start under a
+        # tf.distribute strategy. `build_model` has already created every variable and nothing
+        # else (no compiled loss or metrics) needs building, while the sample batch's reduction
+        # fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def encode(self, x, labels):
         """Posterior parameters {"mean", "stddev"}, each float32 [B, latent_dim]."""
@@ -136,11 +154,15 @@ class CVAE(keras.Model):
                                 self.config.min_scale)
 
     def call(self, inputs, training=False):
-        """(x, labels) -> {"mean", "stddev", "z", "params"} with z reparameterised."""
-        x, labels = inputs
+        """(x, labels[, eps]) -> {"mean", "stddev", "z", "params"} with z reparameterised.
+
+        eps, standard normal noise [B, latent_dim], comes with the batch from the training
+        pipeline (a stateless function of the step, so runs resume and shard exactly); without
+        it, it is drawn from the model's seeded generator."""
+        x, labels, *noise = inputs
         y = one_hot_labels(labels)
         mean, stddev = self.encoder(x, y)
-        eps = keras.random.normal(tf.shape(mean), seed=self.seed_generator)
+        eps = noise[0] if noise else keras.random.normal(tf.shape(mean), seed=self.seed_generator)
         z = mean + stddev * eps  # the reparameterisation trick: gradients flow to mean, stddev
         return {"mean": mean, "stddev": stddev, "z": z, "params": self.decoder(z, y)}
 
@@ -151,34 +173,50 @@ class CVAE(keras.Model):
         step = tf.cast(self.optimizer.iterations, tf.float32)
         return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
 
-    def loss_terms(self, x, labels, beta, training=False):
-        out = self((x, labels), training=training)
+    def loss_terms(self, x, labels, beta, eps=None, training=False):
+        out = self((x, labels) if eps is None else (x, labels, eps), training=training)
         kind = self.config.likelihood
         p_x = likelihoods.distribution(out["params"], kind, self.config.min_scale)
         log_px = p_x.log_prob(likelihoods.target(x, kind))
         return losses.negative_elbo(log_px, out["mean"], out["stddev"], beta)
 
     def train_step(self, data):
-        x, labels = data
+        x, labels, *eps = data
         with tf.GradientTape() as tape:
-            terms = self.loss_terms(x, labels, self.kl_weight(), training=True)
-        grads = tape.gradient(terms["loss"], self.trainable_variables)
+            terms = self.loss_terms(x, labels, self.kl_weight(), *eps, training=True)
+            # Under tf.distribute each replica sees its share of the global batch and the
+            # optimiser sums the replicas' gradients: dividing by their number makes that the
+            # gradient of the global batch's mean. A loss-scale optimiser (mixed_float16)
+            # scales it up here and its gradients back down in `apply`.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = self.optimizer.scale_loss(terms["loss"] / replicas)
+        grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update(terms)
 
     def test_step(self, data):
-        x, labels = data
-        return self._update(self.loss_terms(x, labels, self.beta))
+        x, labels, *eps = data
+        return self._update(self.loss_terms(x, labels, self.beta, *eps))
 
     def _update(self, terms):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        strategy = tf.distribute.get_strategy()
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            # Keras reduces step results across workers with reduce("MEAN", axis=0), which
+            # rejects scalars: give it vectors of one (it returns their scalar mean).
+            results = {name: tf.reshape(v, [1]) for name, v in results.items()}
+        return results
 
 
 def build_model(config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
-                seed: int = 0) -> CVAE:
-    """A CVAE with all its variables created (so it can be checkpointed or exported at once)."""
-    model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed)
+                seed: int = 0, dtype_policy: str = "float32") -> CVAE:
+    """A CVAE with all its variables created (so it can be checkpointed or exported at once).
+    `dtype_policy` "mixed_bfloat16" or "mixed_float16" computes in 16 bits; the variables, the
+    posterior's and the likelihood's parameters, and the loss stay float32."""
+    model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed,
+                 dtype_policy=dtype_policy)
     model((tf.zeros([1, 28, 28, 1]), tf.zeros([1], tf.int32)))
     return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -35,6 +37,8 @@ class TrainResult:
     # {"validation": {...}, "test": {...}}: METRICS of the final model, nats per image.
     metrics: dict
     epoch_seconds: list[float]
+    # False on the workers of a multi-worker run other than the chief: they do not export.
+    chief: bool = True
 
 
 def sample_grid(model: CVAE, columns: int = 10, seed: int = 0) -> np.ndarray:
@@ -75,11 +79,12 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.epoch_seconds.append(seconds)
-        self.run.save(epoch + 1)
-        grid = sample_grid(self.model)
-        images.write_png(self.run.dir / "samples" / f"epoch_{epoch + 1:03d}.png", grid)
-        with self.run.image_writer.as_default():
-            tf.summary.image("samples", grid[np.newaxis], step=epoch + 1)
+        self.run.save()
+        if self.run.chief:
+            grid = sample_grid(self.model)
+            images.write_png(self.run.dir / "samples" / f"epoch_{epoch + 1:03d}.png", grid)
+            with self.run.image_writer.as_default():
+                tf.summary.image("samples", grid[np.newaxis], step=epoch + 1)
         # On a line of its own: Keras' progress bar has not ended its line yet.
         print(f"\nepoch {epoch + 1}: {seconds:.1f} s, "
               f"train neg_elbo {logs.get('neg_elbo', float('nan')):.2f}, "
@@ -87,91 +92,216 @@ class _EpochEnd(keras.callbacks.Callback):
 
 
 class _Run:
-    """A run directory: config.json, checkpoints/, logs/ (TensorBoard), samples/, metrics.json."""
+    """A run directory: config.json, checkpoints/, logs/ (TensorBoard), samples/, metrics.json.
 
-    def __init__(self, config: Config, model: CVAE, resume: bool):
+    Checkpoints hold the weights, the optimiser's state and step counter, and the epoch; they
+    are numbered by optimiser step. Under MultiWorkerMirroredStrategy every worker saves (the
+    save is collective) but only the chief writes to the run directory; the others write to a
+    scratch folder that `close` removes."""
+
+    def __init__(self, config: Config, model: CVAE, resume: bool, steps_per_epoch: int,
+                 chief: bool = True, worker_id: int = 0):
         self.dir = Path(config.train.runs_dir) / config.train.name
+        self.chief = chief
+        self.steps_per_epoch = steps_per_epoch
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.model = model
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epoch=self.epoch)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.dir / "checkpoints",
-                                                  max_to_keep=3)
+        checkpoints = self.dir / "checkpoints"
+        latest = _latest_checkpoint(checkpoints)
         if resume:
-            if self.manager.latest_checkpoint is None:
-                raise RunError(f"--resume: no checkpoint in {self.dir / 'checkpoints'}")
+            if latest is None:
+                raise RunError(f"--resume: no checkpoint in {checkpoints}")
             saved = Config.from_json((self.dir / "config.json").read_text())
             if dataclasses.replace(saved, train=config.train) != config:
                 raise RunError(f"--resume: data/model config differs from {self.dir}/config.json")
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except Exception as e:  # noqa: BLE001 -- OpError, IndexError, AssertionError...
+                raise RunError(f"--resume: cannot restore {latest} (corrupt or incomplete "
+                               f"checkpoint; delete it to fall back to an earlier one): "
+                               f"{str(e).strip().splitlines()[0]}") from e
             # The optimiser's checkpoint holds the old learning rate; the config says the new one.
             model.optimizer.learning_rate = config.train.learning_rate
-            print(f"resumed {self.manager.latest_checkpoint} (epoch {int(self.epoch)})")
-        elif self.manager.latest_checkpoint is not None:
+            print(f"resumed {latest} (epoch {int(self.epoch)}, step "
+                  f"{_step(model)})", flush=True)
+        elif latest is not None:
             raise RunError(f"{self.dir} already holds a run: pass --resume to continue it, or "
                            f"--name for a new one")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / "config.json", config.to_json())
-        self.image_writer = tf.summary.create_file_writer(str(self.dir / "logs" / "images"))
+        self.write_dir = self.dir if chief else self.dir / f".worker-{worker_id}"
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "checkpoints",
+                                                  max_to_keep=3)
+        self.write_dir.mkdir(parents=True, exist_ok=True)
+        if chief:
+            atomic_write_text(self.dir / "config.json", config.to_json())
+        self.image_writer = tf.summary.create_file_writer(str(self.write_dir / "logs" / "images"))
 
-    def save(self, epoch: int) -> None:
-        self.epoch.assign(epoch)
-        self.manager.save(checkpoint_number=epoch)
+    def save(self) -> str:
+        """Checkpoints the current state, numbered by optimiser step; returns its path."""
+        step = _step(self.model)
+        self.epoch.assign(step // self.steps_per_epoch)
+        return self.manager.save(checkpoint_number=step)
+
+    def close(self) -> None:
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
-def _model(config: Config) -> CVAE:
-    return build_model(config.model, beta=config.train.beta,
-                       kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed)
+def _step(model: CVAE) -> int:
+    """The optimiser's step counter (a mirrored variable under tf.distribute)."""
+    return int(model.optimizer.iterations.numpy())
 
 
-def _dataset(config: Config, arrays, training: bool, seed: int | None = None) -> tf.data.Dataset:
-    """The pipeline for one split; evaluation always uses the run's seed, so it repeats."""
+def _latest_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint in `folder`, or None if there is none. Checkpoint files without a
+    readable state file raise RunError: a run is never silently restarted from scratch."""
+    if not folder.is_dir():
+        return None
+    state = tf.train.get_checkpoint_state(str(folder))  # None for a garbled file, too
+    if state is None or not state.model_checkpoint_path:
+        if any(folder.glob("ckpt-*.index")):
+            raise RunError(f"{folder} holds checkpoint files but its 'checkpoint' state file, "
+                           f"which names the latest, is missing or unreadable; refusing to start "
+                           f"the run again from scratch (restore the file, or move the folder away)")
+        return None
+    latest = str(folder / Path(state.model_checkpoint_path).name)
+    if not Path(latest + ".index").is_file():
+        raise RunError(f"{folder}/checkpoint names {Path(latest).name}, whose files are missing "
+                       f"(restore them, or edit the state file to name an earlier checkpoint)")
+    return latest
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `TrainConfig.strategy` names (see its comment)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy=multiworker needs the TF_CONFIG environment variable "
+                             "(the cluster and this worker's task); see README")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def _task(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
+    """(is this process the chief, its task id) under `strategy`; one process is the chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True, 0
+    kind, index = resolver.task_type, int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief), index
+
+
+def split_cpu(devices: int) -> None:
+    """Splits the CPU into `devices` logical devices, so MirroredStrategy can be run (and
+    tested) without GPUs. Must be called before TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def compiled_model(config: Config) -> CVAE:
+    """The model of `config`, compiled with Adam and its optimiser built (so a checkpoint can
+    restore into it), in the current tf.distribute scope."""
+    model = build_model(config.model, beta=config.train.beta,
+                        kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed,
+                        dtype_policy=config.train.precision)
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                  jit_compile=config.train.jit_compile,
+                  steps_per_execution=config.train.steps_per_execution)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _float32_model(config: Config, weights: list | None = None) -> CVAE:
+    """A single-device float32 model (what is evaluated and exported), with `weights`."""
+    model = compiled_model(config.replace(precision="float32", steps_per_execution=1,
+                                          jit_compile=False))
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def make_dataset(config: Config, arrays, training: bool, start_step: int = 0) -> tf.data.Dataset:
+    """The pipeline of one split for `config` (see `cvae.data.make_dataset`)."""
     return data.make_dataset(*arrays, batch_size=config.data.batch_size,
-                             likelihood=config.model.likelihood,
-                             seed=config.train.seed if seed is None else seed, training=training)
+                             likelihood=config.model.likelihood, seed=config.train.seed,
+                             training=training, latent_dim=config.model.latent_dim,
+                             start_step=start_step)
 
 
-def train(config: Config, resume: bool = False, verbose: int | str = "auto") -> TrainResult:
-    """Trains `config` into runs/<name>/ and returns the model with its validation and test
-    metrics. Raises NonFiniteLossError (keeping the last good checkpoint) if the loss diverges."""
+def train(config: Config, resume: bool = False, verbose: int | str = "auto",
+          callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
+    """Trains `config` into runs/<name>/ and returns the float32 model with its validation and
+    test metrics. Raises NonFiniteLossError (keeping the last good checkpoint) if the loss
+    diverges. Ctrl-C saves a checkpoint of the step reached and re-raises KeyboardInterrupt;
+    `resume=True` then continues from that very step, with the same data as an uninterrupted
+    run would have seen."""
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
+    strategy = distribution_strategy(config.train.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.data.batch_size % replicas:
+        raise ValueError(f"config: batch_size={config.data.batch_size} (the global batch) must "
+                         f"be a multiple of the {replicas} replicas")
+    chief, worker_id = _task(strategy)
     splits = data.load_splits(config.data)
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
-          f"{len(splits.validation[0])}, test {len(splits.test[0])} images", flush=True)
+          f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
+          f"{replicas} replica(s) of batch {config.data.batch_size // replicas}", flush=True)
 
-    model = _model(config)
-    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
-                  jit_compile=config.train.jit_compile)
-    model.optimizer.build(model.trainable_variables)
-    run = _Run(config, model, resume)
+    with strategy.scope():
+        model = compiled_model(config)
+    steps = data.steps_per_epoch(len(splits.train[0]), config.data.batch_size)
+    run = _Run(config, model, resume, steps, chief, worker_id)
     end = _EpochEnd(run)
-    callbacks = [
-        end,
-        keras.callbacks.TensorBoard(log_dir=str(run.dir / "logs"), write_graph=False),
-    ]
-    initial_epoch = int(run.epoch)
-    seed = config.train.seed
-    if initial_epoch:  # resumed: a new shuffle/binarisation stream rather than epoch 1's again
-        seed = int(np.random.SeedSequence([seed, initial_epoch]).generate_state(1)[0])
-    if initial_epoch < config.train.epochs:
-        model.fit(_dataset(config, splits.train, training=True, seed=seed),
-                  validation_data=_dataset(config, splits.validation, training=False),
-                  epochs=config.train.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
+    log_dir = run.write_dir / "logs"
+    callbacks = [end, keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+                 *(callbacks or [])]
+    validation = make_dataset(config, splits.validation, training=False)
+    try:
+        step = _step(model)
+        while step < config.train.epochs * steps and end.failure is None:
+            # One `fit` to the end of a partly done epoch (after Ctrl-C), one for the rest.
+            epoch, done = divmod(step, steps)
+            last = epoch + 1 if done else config.train.epochs
+            model.fit(make_dataset(config, splits.train, training=True, start_step=step),
+                      validation_data=validation, epochs=last, initial_epoch=epoch,
+                      steps_per_epoch=steps - done if done else steps, callbacks=callbacks,
+                      shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
+            step = _step(model)
+    except KeyboardInterrupt:
+        if end.failure is None and config.train.strategy != "multiworker":
+            print(f"\ninterrupted: saved {run.save()} (step {_step(model)}); "
+                  f"continue with --resume", flush=True)
+        raise
+    finally:
+        run.close()
     if end.failure is not None:
-        kept = run.manager.latest_checkpoint
+        kept = _latest_checkpoint(run.dir / "checkpoints")
         raise NonFiniteLossError(
             f"training stopped: {end.failure}. " + (f"The last good checkpoint is {kept}"
                                                     if kept else "No checkpoint was written."))
+    if config.train.strategy != "default" or config.train.precision != "float32":
+        model = _float32_model(config, model.get_weights())
     metrics = evaluate(model, config, splits)
     metrics["epochs"] = int(run.epoch)
     if end.epoch_seconds:
         metrics["seconds_per_epoch"] = float(np.mean(end.epoch_seconds))
-    atomic_write_text(run.dir / "metrics.json", json.dumps(metrics, indent=2))
+    if chief:
+        atomic_write_text(run.dir / "metrics.json", json.dumps(metrics, indent=2))
     test = metrics["test"]
     bits = f", {test['bits_per_dim']:.3f} bits/dim" if "bits_per_dim" in test else ""
     print(f"test: neg_elbo {test['neg_elbo']:.2f} nats/image{bits} (recon {test['recon']:.2f}, "
           f"kl {test['kl']:.2f})", flush=True)
-    return TrainResult(model, config, run.dir, metrics, end.epoch_seconds)
+    return TrainResult(model, config, run.dir, metrics, end.epoch_seconds, chief)
 
 
 def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> dict:
@@ -180,7 +310,7 @@ def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> 
     splits = splits or data.load_splits(config.data)
     metrics = {}
     for split in ("validation", "test"):
-        result = model.evaluate(_dataset(config, getattr(splits, split), training=False),
+        result = model.evaluate(make_dataset(config, getattr(splits, split), training=False),
                                 return_dict=True, verbose=0)
         metrics[split] = {k: float(v) for k, v in result.items() if k != "loss"}
         if config.model.likelihood == "discretized_logistic":  # discrete, over 8 bits
@@ -194,8 +324,8 @@ def load_run(run_dir: str | Path) -> TrainResult:
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.json)")
     config = Config.from_json((run_dir / "config.json").read_text())
-    model = _model(config)
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    model = _float32_model(config)
+    latest = _latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
         raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -204,6 +334,5 @@ def load_run(run_dir: str | Path) -> TrainResult:
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics.get("epochs") != int(epoch):  # metrics.json is of another epoch, or missing
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
         metrics = {**evaluate(model, config), "epochs": int(epoch)}
     return TrainResult(model, config, run_dir, metrics, [])

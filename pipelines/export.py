@@ -1,10 +1,13 @@
-"""Exports a training run's last checkpoint as the next SavedModel version.
+"""Exports a training run's last checkpoint as the next SavedModel version, or checks a version.
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae]
+    python -m pipelines.export --check saved_models/cvae/N
 
-(`python -m pipelines.train` exports by itself; this is for a run that was stopped or trained
+(`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
 with --no-export. If the run's metrics.json is not of its last checkpoint, the validation and
-test figures are computed again.) The logic is in `cvae.train.load_run` and `cvae.export`.
+test figures are computed again. --check verifies a version as TF Serving would load it, and
+exits with status 2 listing every problem if it fails.) The logic is in `cvae.train.load_run`,
+`cvae.export` and `cvae.check`.
 """
 
 import argparse
@@ -15,9 +18,21 @@ from cvae import cli
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a run directory, runs/<name>")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--run", help="a run directory, runs/<name>: export its last checkpoint")
+    action.add_argument("--check", metavar="PATH",
+                        help="a version directory, saved_models/cvae/<N>: check it for serving")
     parser.add_argument("--model-dir", help="model base path (default: the run's export_dir)")
     args = parser.parse_args(argv)
+    if args.check and args.model_dir:
+        parser.error("--model-dir goes with --run, not --check")
+    if args.check:
+        from cvae import check
+
+        for line in check.check_version(args.check):
+            print(line)
+        print(f"ok: {args.check} passed the serving check")
+        return
     from cvae import export, train
 
     export.export_run(train.load_run(args.run), args.model_dir)

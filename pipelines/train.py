@@ -2,6 +2,8 @@
 
     python -m pipelines.train [--epochs 12 --latent-dim 16 ...]   # every config field is a flag
     python -m pipelines.train --name NAME --resume                 # continue runs/NAME
+    python -m pipelines.train --strategy mirrored                  # every local GPU
+    TF_CONFIG=... python -m pipelines.train --strategy multiworker # one process per machine
 
 This file is intentionally short: the logic is in `cvae.train` and `cvae.export`.
 """
@@ -22,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "in its config.json; training flags given here (--epochs, "
                              "--learning-rate, ...) override it, data and model flags must agree")
     parser.add_argument("--no-export", action="store_true", help="train only")
+    parser.add_argument("--logical-cpus", type=int, metavar="N",
+                        help="split the CPU into N logical devices, so --strategy mirrored can "
+                             "run (and be tried out) on a machine without GPUs")
     add_config_arguments(parser)
     return parser.parse_args(argv)
 
@@ -36,10 +41,15 @@ def main(argv=None) -> None:
         base = Config.from_json((run_dir / "config.json").read_text())
     config = config_from_arguments(args, base)
 
+    if args.logical_cpus is not None and args.logical_cpus < 1:
+        raise ValueError(f"--logical-cpus {args.logical_cpus} must be >= 1")
+
     from cvae import export, train  # TensorFlow loads after argument errors
 
+    if args.logical_cpus:
+        train.split_cpu(args.logical_cpus)
     result = train.train(config, resume=args.resume)
-    if not args.no_export:
+    if not args.no_export and result.chief:  # one export per run, by the chief
         export.export_run(result)
 
 

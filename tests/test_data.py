@@ -130,36 +130,66 @@ def test_preprocess_eager_equals_tf_data(likelihood):
         np.testing.assert_allclose(x.numpy()[..., 0], images / 255.0, rtol=1e-6)
 
 
-def test_training_pipeline_is_seeded_and_reshuffles(tmp_path):
-    images, labels = _uint8_batch(40)
-    labels = np.arange(40, dtype=np.uint8)  # unique ids to follow the order
+def _pipeline(images, labels, seed=1, training=True, start_step=0, batch_size=8):
+    return data.make_dataset(images, labels, batch_size=batch_size, likelihood="bernoulli",
+                             seed=seed, training=training, latent_dim=3, start_step=start_step)
+
+
+def test_training_pipeline_is_seeded_and_reshuffles():
+    images, _ = _uint8_batch(44)
+    labels = np.arange(44, dtype=np.uint8)  # unique ids to follow the order
+    steps = data.steps_per_epoch(44, 8)
+    assert steps == 5  # full batches only: 4 images wait for another epoch's permutation
 
     def epochs(seed, n=2):
-        ds = data.make_dataset(images, labels, batch_size=8, likelihood="bernoulli", seed=seed,
-                               training=True)
-        return [[(x.numpy(), y.numpy()) for x, y in ds] for _ in range(n)]
+        batches = list(_pipeline(images, labels, seed).take(n * steps))
+        return [batches[e * steps:(e + 1) * steps] for e in range(n)]
 
     a, b = epochs(1), epochs(1)
     for ea, eb in zip(a, b):  # same seed: the same batches, bit for bit, every epoch
-        for (xa, ya), (xb, yb) in zip(ea, eb):
+        for (xa, ya, na), (xb, yb, nb) in zip(ea, eb):
             np.testing.assert_array_equal(ya, yb)
             np.testing.assert_array_equal(xa, xb)
-    order = [np.concatenate([y for _, y in e]) for e in a]
-    assert sorted(order[0]) == list(range(40))  # every example once per epoch
+            np.testing.assert_array_equal(na, nb)
+            assert xa.shape == (8, 28, 28, 1) and na.shape == (8, 3)
+    order = [np.concatenate([y for _, y, _ in e]) for e in a]
+    assert len(set(order[0])) == 40  # no image twice within an epoch
     assert not np.array_equal(order[0], order[1])  # reshuffled
-    assert not np.array_equal(order[0], np.concatenate([y for _, y in epochs(2, 1)[0]]))
-    # Fresh binarisation each epoch: the same image is drawn differently.
-    first = {int(y[i]): x[i] for x, y in a[0] for i in range(len(y))}
-    second = {int(y[i]): x[i] for x, y in a[1] for i in range(len(y))}
-    assert any(not np.array_equal(first[k], second[k]) for k in first)
+    assert not np.array_equal(order[0], np.concatenate([y for _, y, _ in epochs(2, 1)[0]]))
+    # Fresh binarisation and noise each epoch: the same image is drawn differently.
+    first = {int(y[i]): x[i] for x, y, _ in a[0] for i in range(len(y))}
+    second = {int(y[i]): x[i] for x, y, _ in a[1] for i in range(len(y))}
+    assert any(not np.array_equal(first[k], second[k]) for k in set(first) & set(second))
+    noise = np.concatenate([n for _, _, n in a[0] + a[1]])
+    assert abs(noise.mean()) < 0.2 and 0.8 < noise.std() < 1.2  # standard normal eps
+
+
+def test_training_pipeline_resumes_at_any_step():
+    """Step t's batch does not depend on where the stream started: a run resumed at step t
+    (even mid-epoch) sees exactly what an uninterrupted one would."""
+    images, _ = _uint8_batch(44)
+    labels = np.arange(44, dtype=np.uint8)
+    full = list(_pipeline(images, labels).take(12))
+    for start in (3, 5, 7):
+        resumed = list(_pipeline(images, labels, start_step=start).take(12 - start))
+        for (xa, ya, na), (xb, yb, nb) in zip(full[start:], resumed):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(na, nb)
+
+
+def test_batch_larger_than_the_training_images_is_refused():
+    images, labels = _uint8_batch(6)
+    with pytest.raises(data.DataError, match="batch_size=8 is larger than the 6 training images"):
+        _pipeline(images, labels)
 
 
 def test_evaluation_pipeline_repeats_exactly():
     images, labels = _uint8_batch(20)
-    ds = data.make_dataset(images, labels, batch_size=8, likelihood="bernoulli", seed=5,
-                           training=False)
-    first, second = ([x.numpy() for x, _ in ds] for _ in range(2))
-    assert [x.shape[0] for x in first] == [8, 8, 4]
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in ds]), labels)
+    ds = _pipeline(images, labels, seed=5, training=False)
+    first, second = ([(x.numpy(), n.numpy()) for x, _, n in ds] for _ in range(2))
+    assert [x.shape[0] for x, _ in first] == [8, 8, 4]
+    for (xa, na), (xb, nb) in zip(first, second):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(na, nb)
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y, _ in ds]), labels)

@@ -215,3 +215,96 @@ def test_a_version_taken_during_export_is_left_alone(tmp_path, monkeypatch):
     ours = export_lib.export(model, config, {}, base)
     assert ours.name == "3" and (ours / "saved_model.pb").stat().st_size > 1000
     assert (base / "2" / "saved_model.pb").read_bytes() == b"theirs"
+
+
+def test_warmup_file_holds_real_requests_for_every_signature(trained):
+    from collections import Counter
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = trained["export"]
+    records = tf.data.TFRecordDataset(str(path / "assets.extra" / export_lib.WARMUP_FILE))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
+    requests = [log.predict_log.request for log in logs]
+    assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+    assert {r.model_spec.name for r in requests} == {"cvae"}  # the base path's name
+    assert Counter(r.model_spec.signature_name for r in requests) == {
+        name: len(export_lib.WARMUP_BATCH_SIZES) for name in export_lib.SIGNATURES}
+    served = tf.saved_model.load(str(path)).signatures
+    batch_sizes = set()
+    for request in requests:
+        name = request.model_spec.signature_name
+        contract = export_lib.SIGNATURES[name]
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        assert sorted(inputs) == sorted(contract["inputs"]), name
+        assert {k: v.dtype.name for k, v in inputs.items()} == {
+            k: t.dtype for k, t in contract["inputs"].items()}, name
+        batch_sizes |= {v.shape[0] for v in inputs.values()}
+        out = served[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        assert sorted(out) == sorted(contract["outputs"]), name
+        assert all(np.isfinite(v.numpy()).all() for v in out.values()), name
+    assert batch_sizes == set(export_lib.WARMUP_BATCH_SIZES)
+
+
+def test_serving_functions_take_the_contract_inputs_in_order(monkeypatch):
+    module = export_lib.ServingModule(build_model(Config.small().model))
+    for name, function in module.signatures().items():
+        specs = function.input_signature
+        assert [s.name for s in specs] == list(export_lib.SIGNATURES[name]["inputs"]), name
+    swapped = dict(export_lib.SIGNATURES)
+    inputs = swapped["restyle"]["inputs"]
+    swapped["restyle"] = {**swapped["restyle"], "inputs": {
+        "images": inputs["images"], "target_label": inputs["target_label"],
+        "label": inputs["label"]}}
+    monkeypatch.setattr(export_lib, "SIGNATURES", swapped)
+    with pytest.raises(RuntimeError, match=r"_restyle takes \['images', 'label', 'target_label'\]"):
+        export_lib.ServingModule(build_model(Config.small().model))
+
+
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_export_refuses_a_base_path_that_looks_like_a_version(tmp_path):
+    config = Config.small()
+    model = build_model(config.model)
+    (tmp_path / "models" / "7").mkdir(parents=True)
+    (tmp_path / "current").symlink_to(tmp_path / "models" / "7")
+    before = _listing(tmp_path)
+    for base in (tmp_path / "cvae" / "3", tmp_path / "models" / "7", tmp_path / "current"):
+        with pytest.raises(ValueError, match="looks like a version directory"):
+            export_lib.export(model, config, {}, base)
+    assert _listing(tmp_path) == before  # no base path, version or temporary was created
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_export_refuses_a_symlinked_version(tmp_path, dangling):
+    config = Config.small()
+    model = build_model(config.model)
+    base, outside = tmp_path / "cvae", tmp_path / "outside"
+    base.mkdir()
+    if not dangling:
+        outside.mkdir()
+    (base / "1").symlink_to(outside)
+    before = _listing(tmp_path)
+    with pytest.raises(ValueError, match=r"version directory .*/cvae/1 is a symlink"):
+        export_lib.export(model, config, {}, base)
+    assert _listing(tmp_path) == before
+
+
+def test_a_symlink_planted_during_export_is_not_written_through(tmp_path, monkeypatch):
+    config = Config.small()
+    model = build_model(config.model)
+    base, outside = tmp_path / "cvae", tmp_path / "outside"
+    export_lib.export(model, config, {}, base)
+    real = export_lib._smoke_test
+
+    def plant_a_symlink(path, latent_dim):
+        real(path, latent_dim)
+        (base / "2").symlink_to(outside)  # dangling: not a version, so "2" is the next number
+
+    monkeypatch.setattr(export_lib, "_smoke_test", plant_a_symlink)
+    with pytest.raises(ValueError, match=r"refusing to write .*/cvae/2: it is a symlink"):
+        export_lib.export(model, config, {}, base)
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no temporary left
+    assert not outside.exists()

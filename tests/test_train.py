@@ -18,7 +18,7 @@ def test_one_epoch_run_writes_its_directory(trained):
     assert (run / "samples" / "epoch_001.png").is_file()
     assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((run / "logs" / "images").glob("events.out.tfevents.*"))
-    assert (run / "checkpoints" / "ckpt-1.index").is_file()
+    assert (run / "checkpoints" / "ckpt-8.index").is_file()  # numbered by step: 512 // 64
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["seconds_per_epoch"] > 0
     for split in ("validation", "test"):
@@ -59,7 +59,7 @@ def test_existing_run_needs_resume_and_resume_continues(tmp_path):
     assert int(first.model.optimizer.iterations) == steps_per_epoch
     resumed = train(config.replace(epochs=2, learning_rate=5e-4), resume=True, verbose=0)
     assert resumed.metrics["epochs"] == 2 and len(resumed.epoch_seconds) == 1
-    assert (first.run_dir / "checkpoints" / "ckpt-2.index").is_file()
+    assert (first.run_dir / "checkpoints" / "ckpt-16.index").is_file()
     # The optimiser's state came back (its step count goes on) and the new learning rate holds.
     assert int(resumed.model.optimizer.iterations) == 2 * steps_per_epoch
     assert float(resumed.model.optimizer.learning_rate) == pytest.approx(5e-4)
@@ -108,10 +108,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         return {k: v * np.nan for k, v in terms.items()}
 
     monkeypatch.setattr(losses, "negative_elbo", diverging)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at epoch 2.*ckpt-1"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at epoch 2.*ckpt-8"):
         train(config.replace(epochs=2), resume=True, verbose=0)
     assert tf.train.latest_checkpoint(str(good.run_dir / "checkpoints")) == checkpoint
-    assert not (good.run_dir / "checkpoints" / "ckpt-2.index").exists()
+    assert not (good.run_dir / "checkpoints" / "ckpt-16.index").exists()
     for name, value in saved.items():  # the good checkpoint itself is untouched
         np.testing.assert_array_equal(tf.train.load_variable(checkpoint, name), value)
     with pytest.raises(NonFiniteLossError, match="at epoch 1, batch 0.*No checkpoint was written"):
