@@ -44,7 +44,8 @@ STANDARD_VARIANTS = ("batch_size=64", "batch_size=128", "batch_size=256", "batch
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """How much the benchmark measures. The defaults take about N minutes on 2 CPU cores."""
+    """How much the benchmark measures. With the defaults the whole run took 4.6 minutes on the
+    project's 2-core CPU machine while other jobs shared it (load average 2 to 3)."""
 
     model_dir: str = "saved_models/cvae"
     # Time to quality: training images (the first N of the training split) and validation
@@ -125,6 +126,14 @@ def _in_child(function, *args):
 # ----------------------------------------------------------------------------- training
 
 
+def _seed(config: Config) -> None:
+    """Seeds Python, NumPy and TensorFlow as `cvae.train.train` does (and, with
+    `deterministic`, makes the ops deterministic), so every model starts from the same weights."""
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.train.seed)
+
+
 class _EpochEnds(keras.callbacks.Callback):
     """When each epoch ended (its metrics read back, so its steps had all run)."""
 
@@ -153,7 +162,7 @@ def training_throughput(config: Config, train: tuple[np.ndarray, np.ndarray],
     `make_dataset(training=True)` through one `model.fit` whose epochs are `warmup_steps`
     long. The first epoch (tracing, the pipeline filling up) is not timed; the following ones,
     enough for `timed_images`, are timed from the first one's end to the last one's end."""
-    keras.utils.set_random_seed(config.train.seed)
+    _seed(config)
     model = compiled_model(config)
     batch, per_call = config.data.batch_size, config.train.steps_per_execution
     epoch_steps = math.ceil(settings.warmup_steps / per_call) * per_call
@@ -216,7 +225,7 @@ class Baseline:
     model drawing eps itself, and its own Adam."""
 
     def __init__(self, config: Config):
-        keras.utils.set_random_seed(config.train.seed)
+        _seed(config)
         self.model = build_model(config.model, beta=config.train.beta, seed=config.train.seed)
         self.optimizer = keras.optimizers.Adam(config.train.learning_rate)
         beta, warmup = config.train.beta, config.train.kl_warmup_steps
@@ -291,21 +300,41 @@ def _baseline_child(config_json: str, settings: Settings) -> dict:
 # ----------------------------------------------------------------------------- input pipeline
 
 
+def _delivery(dataset: tf.data.Dataset, images: int) -> dict:
+    """Images/s that `dataset` delivers to a Python loop with no model, over about `images`
+    images after 10 untimed batches; a finished pass starts the next one, as a training loop's
+    next epoch would."""
+    batches = iter(dataset)
+
+    def batch_size():
+        nonlocal batches
+        try:
+            return int(tf.shape(next(batches)[0])[0])
+        except StopIteration:
+            batches = iter(dataset)
+            return int(tf.shape(next(batches)[0])[0])
+
+    for _ in range(10):
+        batch_size()
+    delivered, count = 0, 0
+    start = time.perf_counter()
+    while delivered < images:
+        delivered += batch_size()
+        count += 1
+    seconds = time.perf_counter() - start
+    return {"images_per_second": delivered / seconds, "images": delivered, "batches": count,
+            "seconds": seconds}
+
+
 def input_pipeline_throughput(config: Config, train: tuple[np.ndarray, np.ndarray],
                               settings: Settings) -> dict:
-    """Images/s that `make_dataset(training=True)` delivers to a Python loop with no model,
-    after 10 untimed batches."""
-    batch = config.data.batch_size
-    batches = iter(make_dataset(config, train, training=True))
-    for _ in range(10):
-        next(batches)
-    count = max(1, math.ceil(settings.pipeline_images / batch))
-    start = time.perf_counter()
-    for _ in range(count):
-        next(batches)
-    seconds = time.perf_counter() - start
-    return {"images_per_second": count * batch / seconds, "batches": count, "batch_size": batch,
-            "seconds": seconds}
+    """Images/s that `make_dataset(training=True)` delivers alone, and the baseline's pipeline
+    (`baseline`: what the tutorial loop's input could deliver at best)."""
+    result = _delivery(make_dataset(config, train, training=True), settings.pipeline_images)
+    naive = baseline_dataset(*train, config.model.likelihood, config.train.seed)
+    return {**result, "batch_size": config.data.batch_size,
+            "baseline": {**_delivery(naive, settings.pipeline_images),
+                         "batch_size": BASELINE_BATCH_SIZE}}
 
 
 # ----------------------------------------------------------------------------- generation
@@ -394,7 +423,7 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
         baseline_curve.append(validation_neg_elbo(baseline.model))
     target = baseline_curve[-1]
 
-    keras.utils.set_random_seed(config.train.seed)
+    _seed(config)
     model = compiled_model(config)
     stop = _QualityStop(validation_neg_elbo, target)
     start = time.perf_counter()
@@ -419,6 +448,9 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
 
 def check(config: Config, settings: Settings, splits: data.Splits) -> None:
     """Raises ValueError for settings that cannot run on `splits`, before anything is measured."""
+    if config.train.strategy != "default":
+        raise ValueError(f"--strategy {config.train.strategy}: the benchmark measures one "
+                         f"device (strategy default)")
     available = len(splits.train[0])
     if settings.train_images > available:
         raise ValueError(f"--train-images {settings.train_images} is more than the {available} "
@@ -619,6 +651,8 @@ def format_report(results: dict) -> str:
          f"{base['peak_rss_mib']:.0f}"],
         [f"input pipeline alone, batch {pipe['batch_size']}",
          f"{pipe['images_per_second']:.0f}", "", ""],
+        [f"baseline's pipeline alone, batch {pipe['baseline']['batch_size']}",
+         f"{pipe['baseline']['images_per_second']:.0f}", "", ""],
     ]
     for batch in GENERATION_LATENCY_BATCHES:
         g = gen[f"batch_{batch}"]

@@ -13,25 +13,71 @@ def _umask() -> int:
     return mask
 
 
+def _cannot_write(path: Path, error: OSError) -> OSError:
+    """`error` (of the same class and errno) with a message naming the file the user asked for
+    rather than the temporary beside it, e.g. "cannot write out/x.png: Permission denied"."""
+    reason = error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+    elif isinstance(error, IsADirectoryError) and path.is_dir():
+        reason = "it is a folder"
+    new = type(error)(f"cannot write {path}: {reason}")
+    new.errno = error.errno
+    return new
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Creates `folder` and any missing parents; returns the folders created, deepest last."""
+    created = []
+    for parent in [*reversed(folder.parents), folder]:
+        if not parent.exists():
+            try:
+                parent.mkdir()
+            except FileExistsError:  # made meanwhile by someone else: theirs, not ours
+                if parent.is_dir():
+                    continue
+                raise
+            created.append(parent)
+    return created
+
+
 def write_files(files: dict[str | os.PathLike, bytes]) -> list[Path]:
     """Writes every file to a temporary name beside it, and only when all are written renames
-    them into place: an error leaves none of them (and no temporary) behind. Files get the
-    usual permissions (0666 less the umask)."""
+    them into place: an error leaves none of them, no temporary and no folder it created
+    behind, and names the file that could not be written. Files get the usual permissions
+    (0666 less the umask)."""
     written: list[tuple[str, Path]] = []
+    created: list[Path] = []
     try:
         for path, data in files.items():
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            written.append((tmp, path))
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
-                f.write(data)
+            try:
+                if path.is_dir():
+                    raise IsADirectoryError(21, "Is a directory", str(path))
+                created += _make_folder(path.parent)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                           suffix=".tmp")
+                written.append((tmp, path))
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
+                    f.write(data)
+            except OSError as e:
+                raise _cannot_write(path, e) from e
         for tmp, path in written:
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise _cannot_write(path, e) from e
     except BaseException:
         for tmp, _ in written:
             Path(tmp).unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else wrote there meanwhile
+                pass
         raise
     return [path for _, path in written]
 

@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from cvae.cli import op_error_text
 from cvae.labels import parse_label
 
 
 class ModelNotFoundError(FileNotFoundError):
     """No usable SavedModel version at the given path."""
+
+
+class ModelLoadError(ValueError):
+    """A version is there but cannot be used: a corrupt SavedModel, missing or unreadable
+    assets.extra files, or a missing signature; the message names the path and the problem."""
 
 
 @dataclasses.dataclass
@@ -53,14 +59,41 @@ def resolve_version(model_dir: str | os.PathLike, version: int | None = None) ->
 
 
 def load(model_dir: str | os.PathLike, version: int | None = None) -> ServedModel:
-    """Loads a version of the exported model with `tf.saved_model.load`."""
+    """Loads a version of the exported model with `tf.saved_model.load`; a version that is not a
+    loadable export of this project raises ModelLoadError naming the problem."""
     path = resolve_version(model_dir, version)
-    loaded = tf.saved_model.load(str(path))
-    extra = path / "assets.extra"
+    class_names = _read_json(path / "assets.extra" / "classes.json")
+    if not (isinstance(class_names, list) and class_names
+            and all(isinstance(n, str) for n in class_names)):
+        raise ModelLoadError(f"{path}/assets.extra/classes.json: expected a list of class names")
+    config = _read_json(path / "assets.extra" / "config.json")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as e:  # noqa: BLE001 -- OpError, DecodeError, IndexError, ...: all corrupt
+        reason = op_error_text(e.message) if isinstance(e, tf.errors.OpError) else \
+            next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ModelLoadError(f"{path}: cannot load the SavedModel (corrupt or incomplete: "
+                             f"{reason})") from e
     return ServedModel(path=path, version=int(path.name) if path.name.isdigit() else 0,
-                       signatures=dict(loaded.signatures),
-                       class_names=json.loads((extra / "classes.json").read_text()),
-                       config=json.loads((extra / "config.json").read_text()), _loaded=loaded)
+                       signatures=dict(loaded.signatures), class_names=class_names,
+                       config=config, _loaded=loaded)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+
+
+def _signature(model: ServedModel, name: str):
+    if name not in model.signatures:
+        raise ModelLoadError(f"{model.path}: no {name!r} signature (it has "
+                             f"{', '.join(sorted(model.signatures)) or 'none'}); is it an export "
+                             f"of this project?")
+    return model.signatures[name]
 
 
 def seeds_for(seed: int, num: int) -> np.ndarray:
@@ -72,14 +105,14 @@ def seeds_for(seed: int, num: int) -> np.ndarray:
 
 def generate(model: ServedModel, labels, seeds) -> dict[str, np.ndarray]:
     """New images: {"images": float32 [N, 28, 28, 1] in [0, 1], "z": float32 [N, latent]}."""
-    out = model.signatures["serving_default"](
+    out = _signature(model, "serving_default")(
         label=tf.constant(labels, tf.int32), seed=tf.constant(seeds, tf.int32))
     return {k: v.numpy() for k, v in out.items()}
 
 
 def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
     """Each image's style (its posterior mean under its own label) drawn as the target class."""
-    out = model.signatures["restyle"](images=tf.constant(images, tf.float32),
+    out = _signature(model, "restyle")(images=tf.constant(images, tf.float32),
                                       label=tf.constant(labels, tf.int32),
                                       target_label=tf.constant(target_labels, tf.int32))
     return out["images"].numpy()

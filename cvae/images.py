@@ -7,6 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from cvae.cli import op_error_text
 from cvae.files import atomic_write_bytes
 
 
@@ -45,7 +46,8 @@ def read_png_28x28(path: str | os.PathLike) -> np.ndarray:
     """Reads a 28x28 8-bit grayscale PNG as float32 [28, 28, 1] in [0, 1] (white garment on
     black, like Fashion-MNIST); anything else raises ImageError naming the file and problem."""
     try:
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     # The IHDR chunk comes first: 8-byte signature, length, "IHDR", width, height, depth, colour.
@@ -63,5 +65,5 @@ def read_png_28x28(path: str | os.PathLike) -> np.ndarray:
     try:
         image = tf.io.decode_png(data, channels=1)
     except tf.errors.InvalidArgumentError as e:
-        raise ImageError(f"{path}: corrupt PNG ({e.message})") from None
+        raise ImageError(f"{path}: corrupt PNG ({op_error_text(e.message)})") from None
     return image.numpy().astype(np.float32) / 255.0

@@ -212,7 +212,10 @@ def compiled_model(config: Config) -> CVAE:
     model = build_model(config.model, beta=config.train.beta,
                         kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed,
                         dtype_policy=config.train.precision)
-    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    if config.train.precision == "mixed_float16":  # float16 gradients underflow unscaled
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer,
                   jit_compile=config.train.jit_compile,
                   steps_per_execution=config.train.steps_per_execution)
     model.optimizer.build(model.trainable_variables)

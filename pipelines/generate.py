@@ -36,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error("--restyle needs --from and --to")
     elif args.label is None:
         parser.error("give --label (or --restyle with --from and --to)")
+    if args.version is not None and args.version < 1:
+        parser.error(f"--version must be >= 1, got {args.version}")
     if args.num < 1:
         parser.error(f"--num must be >= 1, got {args.num}")
     if args.seed < 0:

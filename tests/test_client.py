@@ -73,7 +73,8 @@ def test_client_writes_what_pipelines_generate_writes(served, reference, tmp_pat
 @pytest.mark.parametrize("label,message", [
     ("Sneakers", "error: unknown class 'Sneakers': choose a name or id from 0=T-shirt/top"),
     ("10", "error: label 10 is out of range: ids are 0..9"),
-])
+    ("-1", "error: label -1 is out of range: ids are 0..9"),
+], ids=["unknown-name", "10", "minus-1"])
 def test_bad_label_fails_before_asking_the_server(served, tmp_path, label, message):
     before = served["store"].requests
     result = _client("--url", served["url"], "--label", label, "--out", str(tmp_path / "x.png"),

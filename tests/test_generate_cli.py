@@ -48,7 +48,7 @@ def test_label_by_name_writes_grid_and_npy_without_importing_tfp(trained, tmp_pa
     ("-1", "label -1 is out of range: ids are 0..9"),
     ("10", "label 10 is out of range: ids are 0..9"),
     ("Sneakers", "unknown class 'Sneakers': choose a name or id from 0=T-shirt/top"),
-])
+], ids=["minus-1", "10", "unknown-name"])
 def test_bad_labels_exit_non_zero_and_write_nothing(trained, tmp_path, label, message):
     out = tmp_path / "x.png"
     result = _generate("--model", str(trained["export"].parent), "--label", label, "--out",
@@ -99,7 +99,7 @@ def test_restyle(trained, tmp_path):
     ("rgb", "is a RGB PNG; expected 8-bit grayscale"),
     ("size", "is 32x28; expected 28x28"),
     ("text", "not a PNG file"),
-])
+], ids=["rgb", "size", "text"])
 def test_restyle_rejects_other_images(trained, tmp_path, kind, message):
     source = tmp_path / "in.png"
     if kind == "rgb":
@@ -109,19 +109,25 @@ def test_restyle_rejects_other_images(trained, tmp_path, kind, message):
     else:
         source.write_text("not an image")
     result = _generate("--model", str(trained["export"].parent), "--restyle", str(source),
-                       "--from", "Shirt", "--to", "Dress", "--out", str(tmp_path / "out.png"))
-    assert result.returncode == 2 and message in result.stderr
-    assert not (tmp_path / "out.png").exists()
+                       "--from", "Shirt", "--to", "Dress", "--out", str(tmp_path / "out.png"),
+                       "--npy", str(tmp_path / "out.npy"))
+    assert result.returncode == 2 and f"error: {source}: {message}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
 def test_usage_errors(tmp_path):
-    for args, message in ((["--out", "x.png"], "give --label"),
-                          (["--restyle", "a.png", "--out", "x.png"], "--restyle needs --from"),
-                          (["--label", "Bag", "--num", "0", "--out", "x.png"], "--num must be"),
-                          (["--label", "Bag", "--seed", "-1", "--out", "x.png"],
+    out = str(tmp_path / "x.png")
+    for args, message in ((["--out", out], "give --label"),
+                          (["--restyle", "a.png", "--out", out], "--restyle needs --from"),
+                          (["--label", "Bag", "--num", "0", "--out", out],
+                           "--num must be >= 1, got 0"),
+                          (["--label", "Bag", "--seed", "-1", "--out", out],
                            "--seed must be >= 0"),
-                          (["--label", "Bag", "--columns", "0", "--out", "x.png"],
+                          (["--label", "Bag", "--columns", "0", "--out", out],
                            "--columns must be >= 1"),
-                          (["--label", "Bag", "--out", "x.jpg"], "--out must name a .png")):
+                          (["--label", "Bag", "--out", str(tmp_path / "x.jpg")],
+                           "--out must name a .png")):
         result = _generate(*args)
-        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert result.returncode == 2 and f"error: {message}" in result.stderr, \
+            (args, result.stderr)
+    assert list(tmp_path.iterdir()) == []

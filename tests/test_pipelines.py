@@ -50,4 +50,6 @@ def test_bad_config_fails_before_anything_is_written(tmp_path):
 
 def test_export_of_a_missing_run(tmp_path):
     result = run_python("-m", "pipelines.export", "--run", str(tmp_path / "nope"), cwd=tmp_path)
-    assert result.returncode == 2 and "not a run directory" in result.stderr
+    assert result.returncode == 2
+    assert f"error: {tmp_path / 'nope'}: not a run directory (no config.json)" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no saved_models/ either

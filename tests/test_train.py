@@ -125,3 +125,34 @@ def test_jit_compile_trains_the_same_model(tmp_path):
     assert jit.model.jit_compile is True
     assert jit.metrics["validation"]["neg_elbo"] == pytest.approx(
         plain.metrics["validation"]["neg_elbo"], rel=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, precision):
+    import keras
+
+    from cvae.train import compiled_model
+
+    config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
+    model = compiled_model(config)
+    assert model.decoder.up1.compute_dtype == precision.removeprefix("mixed_")
+    assert model.decoder.up1.kernel.dtype == "float32"  # weights stay float32
+    assert model.decoder.out.compute_dtype == "float32"  # and so do the likelihood's parameters
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
+        precision == "mixed_float16")
+    mixed = train(config, verbose=0)
+    assert mixed.model.decoder.up1.compute_dtype == "float32"  # what is evaluated and exported
+    plain = train(config.replace(name="plain", precision="float32"), verbose=0)
+    # 16-bit arithmetic, the same training: close, not equal.
+    assert mixed.metrics["validation"]["neg_elbo"] == pytest.approx(
+        plain.metrics["validation"]["neg_elbo"], rel=2e-3)
+    assert mixed.metrics["validation"]["neg_elbo"] != plain.metrics["validation"]["neg_elbo"]
+
+
+def test_steps_per_execution_trains_the_same_model(tmp_path):
+    one = train(Config.small(runs_dir=str(tmp_path), name="one", epochs=2), verbose=0)
+    four = train(Config.small(runs_dir=str(tmp_path), name="four", epochs=2,
+                              steps_per_execution=4), verbose=0)
+    for a, b in zip(one.model.get_weights(), four.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(four.model.optimizer.iterations) == 16
