@@ -258,32 +258,28 @@ class Baseline:
         return loss
 
 
+def _passes(dataset: tf.data.Dataset):
+    """The batches of `dataset`, pass after pass, as a training loop's epochs take them."""
+    while True:
+        yield from dataset
+
+
 def baseline_throughput(config: Config, train: tuple[np.ndarray, np.ndarray],
                         settings: Settings) -> dict:
     """Images/s and ms/step of the baseline loop over the full pipeline: `warmup_steps` untimed
     steps (tracing), then the steps covering `timed_images`; a finished pass starts the next
     epoch as the tutorial's loop does (refilling the shuffle buffer)."""
     baseline = Baseline(config)
-    dataset = baseline_dataset(*train, config.model.likelihood, config.train.seed)
-    batches = iter(dataset)
-
-    def step():
-        nonlocal batches
-        try:
-            x, labels = next(batches)
-        except StopIteration:
-            batches = iter(dataset)
-            x, labels = next(batches)
-        return baseline.train_step(x, labels), int(x.shape[0])
-
+    batches = _passes(baseline_dataset(*train, config.model.likelihood, config.train.seed))
     for _ in range(settings.warmup_steps):
-        step()
+        baseline.train_step(*next(batches))
     timed = _rounded_steps(settings.timed_images, BASELINE_BATCH_SIZE, 1)
     images = 0
     start = time.perf_counter()
     for _ in range(timed):
-        terms, size = step()
-        images += size
+        x, labels = next(batches)
+        terms = baseline.train_step(x, labels)
+        images += len(labels)
     float(terms["loss"])  # the last step has finished
     seconds = time.perf_counter() - start
     return {**_throughput(images, seconds, timed), "batch_size": BASELINE_BATCH_SIZE,
@@ -304,22 +300,13 @@ def _delivery(dataset: tf.data.Dataset, images: int) -> dict:
     """Images/s that `dataset` delivers to a Python loop with no model, over about `images`
     images after 10 untimed batches; a finished pass starts the next one, as a training loop's
     next epoch would."""
-    batches = iter(dataset)
-
-    def batch_size():
-        nonlocal batches
-        try:
-            return int(tf.shape(next(batches)[0])[0])
-        except StopIteration:
-            batches = iter(dataset)
-            return int(tf.shape(next(batches)[0])[0])
-
+    batches = _passes(dataset)
     for _ in range(10):
-        batch_size()
+        next(batches)
     delivered, count = 0, 0
     start = time.perf_counter()
     while delivered < images:
-        delivered += batch_size()
+        delivered += len(next(batches)[1])
         count += 1
     seconds = time.perf_counter() - start
     return {"images_per_second": delivered / seconds, "images": delivered, "batches": count,

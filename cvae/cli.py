@@ -10,7 +10,7 @@ from typing import Callable
 # front ("{{function_node __wrapped__ReadFile_device_...}} "), the op behind (" [Op:ReadFile]",
 # sometimes followed by " name: ...").
 _FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
-_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: .*)?$")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name:.*)?$")
 
 
 def op_error_text(message: str) -> str:

@@ -70,7 +70,7 @@ def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         raise DataError(f"{path}: label {labels[bad[0]]} at index {bad[0]} is outside "
-                        f"0..{NUM_CLASSES - 1} ({bad.size} such labels)")
+                        f"0..{NUM_CLASSES - 1} ({bad.size} label(s) out of range)")
     return labels
 
 
@@ -106,10 +106,14 @@ def resolve_source(data_dir: str | None = None, source: str = "auto") -> Source:
     if source == "tfds":
         return Source("tfds", None)
     missing = ", ".join(n for names in SPLIT_FILES.values() for n in names)
-    for where, folder in (("--data-dir", data_dir), (f"${ENV_VAR}", os.environ.get(ENV_VAR))):
-        if folder:
+    # An empty --data-dir is a mistake to report; an empty environment variable counts as unset.
+    for where, folder in (("--data-dir", data_dir), (f"${ENV_VAR}", os.environ.get(ENV_VAR) or None)):
+        if folder is not None:
             if not _has_idx_files(folder):
-                raise DataError(f"{where}={folder}: expected the Fashion-MNIST IDX files {missing}")
+                absent = [n for names in SPLIT_FILES.values() for n in names
+                          if not (Path(folder) / n).is_file()]
+                raise DataError(f"{where}={folder!r}: expected the Fashion-MNIST IDX files "
+                                f"{missing}; missing: {', '.join(absent)}")
             return Source("idx", str(folder))
     if _has_idx_files(DEBIAN_DIR):
         return Source("idx", DEBIAN_DIR)

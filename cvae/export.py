@@ -94,12 +94,25 @@ def _serving_function(fn, signature: str, latent_dim: int):
 
 
 def _checked_images(images: tf.Tensor) -> tf.Tensor:
-    """`images` with a run-time check that every pixel is a number in [0, 1]."""
-    in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
+    """`images` with run-time checks that they are [N, 28, 28, 1] and every pixel is a number
+    in [0, 1]. (A SignatureDef's shape is not enforced when a request is served.)"""
+    shape = tf.debugging.assert_equal(
+        tf.shape(images)[1:], tf.constant([28, 28, 1]),
+        message="images must have shape [N, 28, 28, 1] (28x28 grayscale)")
+    with tf.control_dependencies([shape]):
+        in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
     check = tf.debugging.Assert(
         in_range, ["images must be float32 pixels in [0, 1] (scale 8-bit images by 1/255)"])
     with tf.control_dependencies([check]):
         return tf.identity(images)
+
+
+def _checked_z(z: tf.Tensor, latent_dim: int) -> tf.Tensor:
+    """`z` with a run-time check that it is [N, latent_dim]."""
+    check = tf.debugging.assert_equal(
+        tf.shape(z)[1], latent_dim, message=f"z must have shape [N, {latent_dim}]")
+    with tf.control_dependencies([check]):
+        return tf.identity(z)
 
 
 def _same_batch(**tensors) -> None:
@@ -147,7 +160,7 @@ class ServingModule(tf.Module):
 
     def _decode(self, z, label):
         _same_batch(z=z, label=label)
-        return {"images": self._decode_mean(z, label)}
+        return {"images": self._decode_mean(_checked_z(z, self.model.config.latent_dim), label)}
 
     def _encode(self, images, label):
         _same_batch(images=images, label=label)
@@ -241,6 +254,10 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     """
     base = Path(base_dir)
     root = _refuse_unsafe_base(base)
+    existing = next(p for p in (base, *base.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write a version under {base}: {existing} is "
+                         + ("not a folder" if not existing.is_dir() else "not writable"))
     created_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f".tmp-export-{uuid.uuid4().hex}"

@@ -119,9 +119,12 @@ class _Run:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             except Exception as e:  # noqa: BLE001 -- OpError, IndexError, AssertionError...
+                from cvae.cli import op_error_text
+
+                detail = op_error_text(e.message) if isinstance(e, tf.errors.OpError) else str(e)
                 raise RunError(f"--resume: cannot restore {latest} (corrupt or incomplete "
                                f"checkpoint; delete it to fall back to an earlier one): "
-                               f"{str(e).strip().splitlines()[0]}") from e
+                               f"{detail.strip().splitlines()[0] if detail.strip() else type(e).__name__}") from e
             # The optimiser's checkpoint holds the old learning rate; the config says the new one.
             model.optimizer.learning_rate = config.train.learning_rate
             print(f"resumed {latest} (epoch {int(self.epoch)}, step "
@@ -146,6 +149,15 @@ class _Run:
     def close(self) -> None:
         if not self.chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fails early, before the data loads, if runs cannot be written under `folder`."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write runs under {folder}: "
+                       + (f"{existing} is not a folder" if not existing.is_dir()
+                          else f"{existing} is not writable"))
 
 
 def _step(model: CVAE) -> int:
@@ -255,6 +267,7 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
         raise ValueError(f"config: batch_size={config.data.batch_size} (the global batch) must "
                          f"be a multiple of the {replicas} replicas")
     chief, worker_id = _task(strategy)
+    _check_writable(Path(config.train.runs_dir))
     splits = data.load_splits(config.data)
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "

@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+# The version of saved_models/cvae/ that ships (the highest; one version is committed).
+SHIPPED = max((p for p in (REPO / "saved_models" / "cvae").iterdir() if p.name.isdigit()),
+              key=lambda p: int(p.name))
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, truncate_to: int | None = None) -> Path:

@@ -92,25 +92,17 @@ os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
 """
 
 
-def _run_unprivileged(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs `python *args` in a fresh process that permission bits apply to, even as root."""
+def _start_unprivileged(*args, env: dict | None = None) -> subprocess.Popen:
+    """Starts `python *args` in a fresh process that permission bits apply to, even as root."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-c", _UNPRIVILEGED, *map(str, args)], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def read_only(tmp_path):
-    """An empty folder nobody may write into (mode 0555)."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    yield folder
-    folder.chmod(0o755)
+    return subprocess.Popen([sys.executable, "-c", _UNPRIVILEGED, *map(str, args)], cwd=REPO,
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def _train_flags(tmp_path: Path) -> list:
-    """A seconds-long training into tmp_path, on hand-made IDX files unless --data-dir follows."""
+    """Flags for a seconds-long training into tmp_path/runs and tmp_path/models (should the
+    checks ever let it start); --runs-dir's value comes second."""
     return ["--runs-dir", tmp_path / "runs", "--export-dir", tmp_path / "models", "--name", "bad",
             "--batch-size", "8", "--validation-size", "10", "--epochs", "1", "--latent-dim", "2",
             "--encoder-filters", "4", "4", "--decoder-filters", "4", "4", "--hidden-dim", "8"]
@@ -157,9 +149,10 @@ def test_missing_idx_file(tmp_path, name):
     (folder / name).unlink()
     before = _listing(tmp_path)
     status, stderr = _main(pipelines.train, "--data-dir", folder, *_train_flags(tmp_path))
-    _assert_refused(status, stderr, f"--data-dir={folder}: expected the Fashion-MNIST IDX files "
+    _assert_refused(status, stderr, f"--data-dir='{folder}': expected the Fashion-MNIST IDX files "
                                     f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                                    f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz")
+                                    f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; "
+                                    f"missing: {name}")
     assert _listing(tmp_path) == before
 
 
@@ -167,7 +160,7 @@ def test_environment_folder_without_idx_files(tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "nothing"))
     before = _listing(tmp_path)
     status, stderr = _main(pipelines.train, *_train_flags(tmp_path))
-    _assert_refused(status, stderr, f"$FASHION_MNIST_DIR={tmp_path / 'nothing'}: expected the "
+    _assert_refused(status, stderr, f"$FASHION_MNIST_DIR='{tmp_path / 'nothing'}': expected the "
                                     f"Fashion-MNIST IDX files")
     assert _listing(tmp_path) == before
 
@@ -213,7 +206,7 @@ def _damage(folder: Path, kind: str) -> tuple[str, str]:
                                            f"{IDX_FILES['train-labels']} holds 59 labels")
     if kind == "label-10":
         write_idx(folder / IDX_FILES["test-labels"], np.array([0, 1, 2, 10] + [0] * 16), 2049)
-        return IDX_FILES["test-labels"], "label 10 at index 3 is outside 0..9 (1 such labels)"
+        return IDX_FILES["test-labels"], "label 10 at index 3 is outside 0..9 (1 label(s) out of range)"
     raise ValueError(kind)
 
 
@@ -404,7 +397,8 @@ def test_rest_label_of_the_wrong_type(served, label, message):
 def test_grpc_input_of_the_wrong_dtype(served, monkeypatch, signature, name, value, message):
     for key, proxy in NO_PROXY.items():
         monkeypatch.setenv(key, proxy)
-    inputs = {"serving_default": {"label": np.array([7], np.int32), "seed": np.array([0], np.int32)},
+    inputs = {"serving_default": {"label": np.array([7], np.int32),
+                                  "seed": np.array([0], np.int32)},
               "encode": {"images": np.zeros((1, 28, 28, 1), np.float32),
                          "label": np.array([1], np.int32)}}[signature]
     before = served["store"].requests
@@ -454,12 +448,19 @@ def test_rest_image_of_the_wrong_size(served, trained):
                                                "[28, 28, 1] (float32), got shape [32, 32, 1]"})
 
 
-def test_signature_image_of_the_wrong_size(signatures):
-    # The signatures check pixel values but not the image size: the encoder's reshape fails.
+@pytest.mark.parametrize("signature", ["encode", "reconstruct", "restyle"])
+def test_signature_image_of_the_wrong_size(signatures, signature):
+    # A SignatureDef's shape is not enforced when a request is served: the signature checks.
+    extra = {"target_label": tf.constant([2])} if signature == "restyle" else {}
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="Input to reshape is a tensor with 1024 values, but the requested "
-                             "shape has 784"):
-        signatures["encode"](images=tf.zeros([1, 32, 32, 1]), label=tf.constant([1]))
+                       match=r"images must have shape \[N, 28, 28, 1\] \(28x28 grayscale\)"):
+        signatures[signature](images=tf.zeros([1, 32, 32, 1]), label=tf.constant([1]), **extra)
+
+
+def test_signature_z_of_the_wrong_size(signatures, trained):
+    latent = trained["config"].model.latent_dim
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"z must have shape \[N, {latent}\]"):
+        signatures["decode"](z=tf.zeros([1, latent + 1]), label=tf.constant([1]))
 
 
 @pytest.mark.parametrize("kind,message", [
@@ -499,48 +500,8 @@ def test_restyle_image(model_dir, tmp_path, kind, message):
 # ------------------------------------------------------------------------ output files
 
 
-def test_generate_into_a_read_only_folder(model_dir, read_only):
-    result = _run_unprivileged("-m", "pipelines.generate", "--model", model_dir, "--label",
-                               "Bag", "--out", read_only / "bag.png", "--npy",
-                               read_only / "bag.npy")
-    _assert_refused(result.returncode, result.stderr,
-                    f"cannot write {read_only / 'bag.png'}: Permission denied")
-    assert list(read_only.iterdir()) == []
-
-
-def test_client_into_a_read_only_folder(served, read_only):
-    before = served["store"].requests
-    result = _run_unprivileged("-m", "pipelines.client", "--url", served["url"], "--label", "Bag",
-                               "--num", "2", "--out", read_only / "bag.png", env=NO_PROXY)
-    _assert_refused(result.returncode, result.stderr,
-                    f"cannot write {read_only / 'bag.png'}: Permission denied")
-    assert served["store"].requests == before + 1  # it failed writing, after the answer
-    assert list(read_only.iterdir()) == []
-
-
-def test_train_into_a_read_only_runs_dir(tmp_path, read_only):
-    folder = make_idx_dir(tmp_path / "data")
-    flags = _train_flags(tmp_path)
-    flags[1] = read_only  # --runs-dir
-    result = _run_unprivileged("-m", "pipelines.train", "--data-dir", folder, *flags)
-    _assert_refused(result.returncode, result.stderr,
-                    f"[Errno 13] Permission denied: '{read_only / 'bad'}'")
-    assert list(read_only.iterdir()) == [] and not (tmp_path / "models").exists()
-
-
-def test_export_into_a_read_only_model_dir(trained, read_only):
-    result = _run_unprivileged("-m", "pipelines.export", "--run", trained["result"].run_dir,
-                               "--model-dir", read_only)
-    assert result.returncode == 2, result.stderr[-3000:]
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1 and re.fullmatch(
-        rf"error: {re.escape(str(read_only))}/\.tmp-export-[0-9a-f]+; Permission denied",
-        errors[0]), result.stderr[-3000:]
-    assert list(read_only.iterdir()) == []
-
-
-# The measurements take minutes; the report is written after them, so they are replaced by a
-# stand-in result here (the write and its error are the real ones).
+# The benchmark's measurements take minutes and the report is written after them, so here they
+# are replaced by a stand-in result (the write and its error are the real ones).
 _BENCHMARK_WITHOUT_MEASURING = """
 import sys
 from cvae import benchmark, cli
@@ -551,11 +512,80 @@ sys.exit(cli.run(lambda: main(sys.argv[1:])))
 """
 
 
-def test_benchmark_into_a_read_only_folder(read_only):
-    out = read_only / "benchmark.json"
-    result = _run_unprivileged("-c", _BENCHMARK_WITHOUT_MEASURING, "--quick", "--out", out)
-    _assert_refused(result.returncode, result.stderr, f"cannot write {out}: Permission denied")
-    assert list(read_only.iterdir()) == []
+@pytest.fixture(scope="module")
+def read_only_runs(tmp_path_factory, model_dir, trained, served):
+    """Each command line that writes, run once into a read-only folder of its own (mode 0555),
+    by a process that cannot override permissions. The five start together: each mostly imports
+    TensorFlow, so on two cores they take half the time they would one after the other."""
+    root = tmp_path_factory.mktemp("read-only-runs")
+    data_dir = make_idx_dir(root / "data")
+    folders = {name: root / name for name in ("generate", "client", "train", "export",
+                                              "benchmark")}
+    for folder in folders.values():
+        folder.mkdir()
+        folder.chmod(0o555)
+    train_flags = _train_flags(root)
+    train_flags[1] = folders["train"]  # --runs-dir
+    commands = {
+        "generate": ["-m", "pipelines.generate", "--model", model_dir, "--label", "Bag",
+                     "--out", folders["generate"] / "bag.png",
+                     "--npy", folders["generate"] / "bag.npy"],
+        "client": ["-m", "pipelines.client", "--url", served["url"], "--label", "Bag", "--num",
+                   "2", "--out", folders["client"] / "bag.png"],
+        "train": ["-m", "pipelines.train", "--data-dir", data_dir, *train_flags],
+        "export": ["-m", "pipelines.export", "--run", trained["result"].run_dir,
+                   "--model-dir", folders["export"]],
+        "benchmark": ["-c", _BENCHMARK_WITHOUT_MEASURING, "--quick",
+                      "--out", folders["benchmark"] / "benchmark.json"],
+    }
+    requests = served["store"].requests
+    started = {name: _start_unprivileged(*args, env=NO_PROXY) for name, args in commands.items()}
+    results = {}
+    for name, process in started.items():
+        out, err = process.communicate(timeout=300)
+        results[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    yield {"folders": folders, "results": results, "root": root,
+           "requests": served["store"].requests - requests}
+    for folder in folders.values():
+        folder.chmod(0o755)
+
+
+def test_generate_into_a_read_only_folder(read_only_runs):
+    folder, result = read_only_runs["folders"]["generate"], read_only_runs["results"]["generate"]
+    _assert_refused(result.returncode, result.stderr,
+                    f"cannot write {folder / 'bag.png'}: Permission denied")
+    assert list(folder.iterdir()) == []
+
+
+def test_client_into_a_read_only_folder(read_only_runs):
+    folder, result = read_only_runs["folders"]["client"], read_only_runs["results"]["client"]
+    _assert_refused(result.returncode, result.stderr,
+                    f"cannot write {folder / 'bag.png'}: Permission denied")
+    assert read_only_runs["requests"] == 1  # it failed writing, after the server answered
+    assert list(folder.iterdir()) == []
+
+
+def test_train_into_a_read_only_runs_dir(read_only_runs):
+    folder, result = read_only_runs["folders"]["train"], read_only_runs["results"]["train"]
+    _assert_refused(result.returncode, result.stderr,
+                    f"cannot write runs under {folder}: {folder} is not writable")
+    assert list(folder.iterdir()) == [] and not (read_only_runs["root"] / "models").exists()
+
+
+def test_export_into_a_read_only_model_dir(read_only_runs):
+    folder, result = read_only_runs["folders"]["export"], read_only_runs["results"]["export"]
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = _error_lines(result.stderr)
+    assert errors == [f"error: cannot write a version under {folder}: {folder} is not "
+                      f"writable"], result.stderr[-3000:]
+    assert list(folder.iterdir()) == []
+
+
+def test_benchmark_into_a_read_only_folder(read_only_runs):
+    folder, result = read_only_runs["folders"]["benchmark"], read_only_runs["results"]["benchmark"]
+    _assert_refused(result.returncode, result.stderr,
+                    f"cannot write {folder / 'benchmark.json'}: Permission denied")
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", ["out-under-a-file", "out-is-a-folder", "npy-fails"])
@@ -734,7 +764,8 @@ def _table_rows() -> list[list[str]]:
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     assert header == ["input", "entry point(s)", "what happens", "exit status", "test"], header
     assert set(rows[1].replace("|", "").strip()) <= set("-: ")
-    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))] for row in rows[2:]]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
+             for row in rows[2:]]
     assert all(len(c) == 5 for c in cells), [c for c in cells if len(c) != 5]
     return cells
 

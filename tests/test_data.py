@@ -64,8 +64,11 @@ def test_source_order(tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_VAR, str(env))
     assert data.resolve_source(str(explicit)) == data.Source("idx", str(explicit))
     assert data.resolve_source(None) == data.Source("idx", str(env))
-    with pytest.raises(data.DataError, match=r"--data-dir=.*empty: expected the Fashion-MNIST"):
+    with pytest.raises(data.DataError, match=r"--data-dir=.*empty': expected the Fashion-MNIST"):
         data.resolve_source(str(tmp_path / "empty"))
+    # An empty --data-dir is refused, not taken for "not given" (which falls back to tfds).
+    with pytest.raises(data.DataError, match=r"--data-dir='': expected the Fashion-MNIST"):
+        data.resolve_source("")
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "nothing"))
     with pytest.raises(data.DataError, match=r"\$FASHION_MNIST_DIR=.*nothing"):
         data.resolve_source(None)

@@ -39,7 +39,7 @@ def test_bad_config_fails_before_anything_is_written(tmp_path):
                            (["--limit", "100", "--batch-size", "512"],
                             "batch_size=512 is larger than the 100 training images"),
                            (["--data-dir", str(tmp_path / "none")],
-                            f"--data-dir={tmp_path / 'none'}: expected the Fashion-MNIST IDX"),
+                            f"--data-dir='{tmp_path / 'none'}': expected the Fashion-MNIST IDX"),
                            (["--resume", "--name", "nothing"],
                             "--resume: runs/nothing/config.json not found; nothing to resume")):
         result = run_python("-m", "pipelines.train", *flags, cwd=tmp_path)

@@ -1,4 +1,5 @@
-"""The model that ships in saved_models/cvae/1: trained by the defaults, and it follows labels."""
+"""The model that ships in saved_models/cvae/: trained by the defaults, it follows labels, and it
+passes the serving check."""
 
 import dataclasses
 import json
@@ -8,9 +9,15 @@ import tensorflow as tf
 
 from cvae import data
 from cvae.config import Config, DataConfig
-from conftest import REPO
+from conftest import SHIPPED, run_python
 
-SHIPPED = REPO / "saved_models" / "cvae" / "1"
+
+def test_one_version_ships_and_it_passes_the_serving_check():
+    assert [p.name for p in SHIPPED.parent.iterdir() if not p.name.startswith(".")] == \
+        [SHIPPED.name]
+    result = run_python("-m", "pipelines.export", "--check", str(SHIPPED))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"ok: {SHIPPED} passed the serving check")
 
 
 def test_shipped_model_was_trained_by_the_defaults():

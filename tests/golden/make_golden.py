@@ -1,6 +1,6 @@
 """Writes the golden TF Serving REST requests and responses of the shipped model.
 
-    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/1]
+    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/2]
 
 Re-run it whenever the shipped model changes (and commit what it writes): the responses are
 the model's outputs, and `manifest.json` records the model's fingerprint, so
@@ -56,7 +56,7 @@ def columns(arrays: dict):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="saved_models/cvae/1",
+    parser.add_argument("--model", default="saved_models/cvae/2",
                         help="SavedModel version directory, relative to the repository")
     args = parser.parse_args(argv)
     model_path = REPO / args.model
