@@ -1,4 +1,4 @@
-"""Bad input at every entry point, one test per row of docs/bad_input.md (rows already covered
+"""Bad input at every entry point, one test per row of README.md's "Bad input" table (rows covered
 elsewhere name that test instead; `test_every_row_names_tests_that_exist` keeps the table and
 the tests in step).
 
@@ -33,7 +33,7 @@ from cvae import cli, client, data, serving_json
 from conftest import REPO, make_idx_dir, write_idx
 from fake_serving import ModelStore, grpc_server, rest_predict, rest_server
 
-TABLE = REPO / "docs" / "bad_input.md"
+README = REPO / "README.md"
 NO_PROXY = {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
 IDX_FILES = {"train-images": "train-images-idx3-ubyte.gz",
              "train-labels": "train-labels-idx1-ubyte.gz",
@@ -759,8 +759,9 @@ def test_op_error_is_shown_as_its_meaningful_line(signatures, fail, message):
 
 
 def _table_rows() -> list[list[str]]:
-    """The cells of every row of the table in docs/bad_input.md (header and rule left out)."""
-    rows = [line for line in TABLE.read_text().splitlines() if line.startswith("|")]
+    """The cells of every row of the README's "Bad input" table (header and rule left out)."""
+    section = README.read_text().split("\n## Bad input\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     assert header == ["input", "entry point(s)", "what happens", "exit status", "test"], header
     assert set(rows[1].replace("|", "").strip()) <= set("-: ")

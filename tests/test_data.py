@@ -49,7 +49,7 @@ def test_images_and_labels_count_mismatch(tmp_path):
 
 def test_label_out_of_range(tmp_path):
     path = write_idx(tmp_path / "l.gz", np.array([1, 2, 10, 3, 11]), 2049)
-    with pytest.raises(data.DataError, match=r"label 10 at index 2 is outside 0..9 \(2 such"):
+    with pytest.raises(data.DataError, match=r"label 10 at index 2 is outside 0..9 \(2 label\(s\) out of range\)"):
         data.read_idx_labels(path)
 
 
