@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from typing import Callable
@@ -71,6 +72,21 @@ def _user_message(error: Exception) -> str | None:
     if isinstance(error, (ValueError, OSError, RuntimeError)):
         return str(error)
     return None
+
+
+def check_grid_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors (argparse's exit status 2) shared by the commands that write an image grid:
+    --version, --num, --seed, --columns and --out."""
+    if args.version is not None and args.version < 1:
+        parser.error(f"--version must be >= 1, got {args.version}")
+    if args.num < 1:
+        parser.error(f"--num must be >= 1, got {args.num}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.columns is not None and args.columns < 1:
+        parser.error(f"--columns must be >= 1, got {args.columns}")
+    if not args.out.lower().endswith(".png"):
+        parser.error(f"--out must name a .png file, got {args.out}")
 
 
 def run(main: Callable[[], None]) -> int:

@@ -35,18 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--url must start with http:// or https://, got {args.url}")
     if args.grpc is not None and (":" not in args.grpc or "/" in args.grpc):
         parser.error(f"--grpc must be HOST:PORT, got {args.grpc}")
-    if args.version is not None and args.version < 1:
-        parser.error(f"--version must be >= 1, got {args.version}")
-    if args.num < 1:
-        parser.error(f"--num must be >= 1, got {args.num}")
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.columns is not None and args.columns < 1:
-        parser.error(f"--columns must be >= 1, got {args.columns}")
     if not args.timeout > 0:
         parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
-    if not args.out.lower().endswith(".png"):
-        parser.error(f"--out must name a .png file, got {args.out}")
+    cli.check_grid_arguments(parser, args)
     return args
 
 
