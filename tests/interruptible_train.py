@@ -7,6 +7,7 @@ When training reaches STEP it writes the file MARKER and waits; the test then ki
 """
 
 import functools
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,10 @@ class PauseAt(keras.callbacks.Callback):
 
 
 if __name__ == "__main__":
+    # Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored when it started,
+    # and a shell without job control starts background jobs (such as CI's) with it ignored.
+    # Ctrl-C in a terminal reaches a foreground process, so give the test that situation.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     step, marker, *argv = sys.argv[1:]
     cvae_train.train = functools.partial(cvae_train.train,
                                          callbacks=[PauseAt(int(step), Path(marker))])
