@@ -26,6 +26,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from cvae.config import Config
+from cvae.files import require_writable
 from cvae.labels import CLASS_NAMES, NUM_CLASSES
 from cvae.model import CVAE, one_hot_labels
 
@@ -254,10 +255,7 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     """
     base = Path(base_dir)
     root = _refuse_unsafe_base(base)
-    existing = next(p for p in (base, *base.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write a version under {base}: {existing} is "
-                         + ("not a folder" if not existing.is_dir() else "not writable"))
+    require_writable(base, "a version")
     created_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f".tmp-export-{uuid.uuid4().hex}"

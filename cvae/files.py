@@ -89,3 +89,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def require_writable(folder: str | os.PathLike, what: str) -> None:
+    """Raises ValueError ("cannot write <what> under <folder>: ...") unless `folder`, or the
+    nearest folder above it that exists, can be written: a check made before long work starts."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {what} under {folder}: {existing} is "
+                         + ("not a folder" if not existing.is_dir() else "not writable"))

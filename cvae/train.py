@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from cvae import data, images
 from cvae.config import Config
-from cvae.files import atomic_write_text
+from cvae.files import atomic_write_text, require_writable
 from cvae.labels import NUM_CLASSES
 from cvae.model import CVAE, build_model
 
@@ -151,15 +151,6 @@ class _Run:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
-def _check_writable(folder: Path) -> None:
-    """Fails early, before the data loads, if runs cannot be written under `folder`."""
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise RunError(f"cannot write runs under {folder}: "
-                       + (f"{existing} is not a folder" if not existing.is_dir()
-                          else f"{existing} is not writable"))
-
-
 def _step(model: CVAE) -> int:
     """The optimiser's step counter (a mirrored variable under tf.distribute)."""
     return int(model.optimizer.iterations.numpy())
@@ -267,7 +258,7 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
         raise ValueError(f"config: batch_size={config.data.batch_size} (the global batch) must "
                          f"be a multiple of the {replicas} replicas")
     chief, worker_id = _task(strategy)
-    _check_writable(Path(config.train.runs_dir))
+    require_writable(config.train.runs_dir, "runs")
     splits = data.load_splits(config.data)
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
