@@ -281,7 +281,7 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
             last = epoch + 1 if done else config.train.epochs
             model.fit(make_dataset(config, splits.train, training=True, start_step=step),
                       validation_data=validation, epochs=last, initial_epoch=epoch,
-                      steps_per_epoch=steps - done if done else steps, callbacks=callbacks,
+                      steps_per_epoch=steps - done, callbacks=callbacks,
                       shuffle=False, verbose=verbose)  # the dataset shuffles itself, seeded
             step = _step(model)
     except KeyboardInterrupt:
