@@ -24,6 +24,8 @@ Likelihood = Literal["discretized_logistic", "bernoulli", "continuous_bernoulli"
 DataSource = Literal["auto", "idx", "tfds"]
 Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
 Strategy = Literal["default", "mirrored", "multiworker"]
+Architecture = Literal["mlp", "conv", "tutorial"]
+Binarization = Literal["dynamic", "static"]
 
 
 def _require(ok: bool, name: str, value, problem: str) -> None:
@@ -58,10 +60,27 @@ class ModelConfig:
     """Architecture of q(z|x,y) and p(x|z,y)."""
 
     latent_dim: int = 16
+    # The networks. Every one has the convolutional encoder (28 -> 14 -> 7, `encoder_filters`,
+    # then a dense layer of `hidden_dim`). Decoders:
+    # mlp: [z, y] -> dense layers of `decoder_hidden` (y joined again before each) -> the
+    #   likelihood's parameters for all 784 pixels; about 1.1 M multiply-adds an image, a sixth of
+    #   "conv", which is what makes k=1000 importance sampling and fast generation affordable.
+    # conv: [z, y] -> dense -> 7x7 -> transposed convolutions (`decoder_filters`) to 28x28.
+    # tutorial: the encoder and decoder of TensorFlow's convolutional-VAE tutorial (conv 32, 64
+    #   -> dense head; dense 7x7x32 -> transposed conv 64, 32, 1), for the comparison in
+    #   `pipelines.evaluate --compare` (see `Config.tutorial`).
+    architecture: Architecture = "mlp"
+    decoder_hidden: tuple[int, ...] = (512, 512)
+    # False: the label is replaced by zeros everywhere it enters, which is the same networks
+    # without conditioning (the comparison model of `pipelines.evaluate --compare`).
+    conditional: bool = True
     # discretized_logistic: 256-level grayscale likelihood (default; see README "Likelihoods").
     # bernoulli: dynamically binarised pixels, for likelihoods comparable with the literature.
     # continuous_bernoulli: density on [0, 1] (Loaiza-Ganem & Cunningham, 2019).
     likelihood: Likelihood = "discretized_logistic"
+    # How pixels become binary for the Bernoulli likelihood: dynamic draws x ~ Bernoulli(pixel)
+    # afresh at every step; static thresholds pixel > 0.5 once (TensorFlow's tutorial).
+    binarization: Binarization = "dynamic"
     encoder_filters: tuple[int, ...] = (32, 64)
     decoder_filters: tuple[int, ...] = (64, 32)
     hidden_dim: int = 256
@@ -81,6 +100,12 @@ class ModelConfig:
                  "encoder_filters/decoder_filters", self.encoder_filters + self.decoder_filters,
                  "must be positive")
         _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "must be >= 1")
+        _require(len(self.decoder_hidden) >= 1 and all(h >= 1 for h in self.decoder_hidden),
+                 "decoder_hidden", self.decoder_hidden, "must be one or more positive sizes")
+        _require(self.architecture in typing.get_args(Architecture), "architecture",
+                 self.architecture, f"must be one of {typing.get_args(Architecture)}")
+        _require(self.binarization in typing.get_args(Binarization), "binarization",
+                 self.binarization, f"must be one of {typing.get_args(Binarization)}")
         _require(self.likelihood in typing.get_args(Likelihood), "likelihood", self.likelihood,
                  f"must be one of {typing.get_args(Likelihood)}")
         _require(self.min_scale > 0, "min_scale", self.min_scale, "must be > 0")
@@ -152,10 +177,27 @@ class Config:
         return cls(
             data=DataConfig(limit=512, batch_size=64, validation_size=128),
             model=ModelConfig(latent_dim=4, encoder_filters=(8, 16), decoder_filters=(16, 8),
-                              hidden_dim=32),
+                              hidden_dim=32, decoder_hidden=(32,)),
             train=TrainConfig(**{"epochs": 1, "kl_warmup_steps": 4, "name": "small",
                                  **train_overrides}),
         )
+
+    def tutorial(self) -> "Config":
+        """The recipe of TensorFlow's convolutional-VAE tutorial, written in this project's
+        code, with this config's data, epochs and seed: the tutorial's networks, latent 2, batch
+        32, Adam 1e-4, pixels binarised once at 0.5, a Bernoulli likelihood, the plain ELBO
+        (beta 1) and no label. (The tutorial estimates the KL term with the one sample of z;
+        the analytic KL used here has the same expectation.)"""
+        return self.replace(architecture="tutorial", latent_dim=2, batch_size=32,
+                            learning_rate=1e-4, likelihood="bernoulli", binarization="static",
+                            conditional=False, beta=1.0, kl_warmup_steps=0,
+                            encoder_filters=(32, 64), decoder_filters=(64, 32),
+                            name="tutorial", export_dir="saved_models/cvae-tutorial")
+
+    def unconditional(self) -> "Config":
+        """The same recipe with the label removed (`conditional=False`)."""
+        return self.replace(conditional=False, name="unconditional",
+                            export_dir="saved_models/cvae-unconditional")
 
     def replace(self, **flat) -> "Config":
         """Returns a copy with fields changed by their flat names (e.g. `latent_dim=2`)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cvae.config import DataConfig, Likelihood
+from cvae.config import Binarization, DataConfig, Likelihood
 from cvae.labels import NUM_CLASSES
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -172,14 +172,23 @@ def load_splits(config: DataConfig) -> Splits:
     return Splits(**splits, source=source)
 
 
+def binarize_static(x: tf.Tensor) -> tf.Tensor:
+    """Pixels in [0, 1] -> 1.0 where pixel > 0.5 (gray level >= 128), else 0.0."""
+    return tf.cast(x > 0.5, tf.float32)
+
+
 def preprocess_batch(images: tf.Tensor, labels: tf.Tensor, likelihood: Likelihood,
-                     seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                     seed: tf.Tensor, binarization: Binarization = "dynamic",
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
     """Turns a batch of uint8 images [B, 28, 28] into float32 [B, 28, 28, 1] in [0, 1] and
-    labels into int32 [B]. For the Bernoulli likelihood pixels are binarised dynamically:
-    x ~ Bernoulli(pixel / 255) with the stateless `seed` (shape [2]), so a seed gives one draw.
+    labels into int32 [B]. For the Bernoulli likelihood pixels are binarised: dynamically,
+    x ~ Bernoulli(pixel / 255) with the stateless `seed` (shape [2]), so a seed gives one draw;
+    or statically, by `binarize_static`.
     """
     x = tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
     if likelihood == "bernoulli":
+        if binarization == "static":
+            return binarize_static(x), tf.cast(labels, tf.int32)
         u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
         x = tf.cast(u < x, tf.float32)
     return x, tf.cast(labels, tf.int32)
@@ -202,7 +211,8 @@ _SHUFFLE, _BINARISE, _NOISE = 1, 2, 3
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
                  likelihood: Likelihood, seed: int, training: bool, latent_dim: int,
-                 start_step: int = 0) -> tf.data.Dataset:
+                 start_step: int = 0, binarization: Binarization = "dynamic",
+                 ) -> tf.data.Dataset:
     """A tf.data pipeline of (x float32 [B, 28, 28, 1] in [0, 1], y int32 [B], eps float32
     [B, latent_dim]), eps being the standard normal noise of the reparameterisation trick.
 
@@ -236,7 +246,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
 
     def batch(step, index):
         x, y = preprocess_batch(tf.gather(images_t, index), tf.gather(labels_t, index),
-                                likelihood, _stream(seed, _BINARISE, step))
+                                likelihood, _stream(seed, _BINARISE, step), binarization)
         eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
                                          _stream(seed, _NOISE, step))
         return x, y, eps

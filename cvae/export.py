@@ -19,13 +19,16 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from cvae import likelihoods
 from cvae.config import Config
+from cvae.data import binarize_static
 from cvae.files import require_writable
 from cvae.labels import CLASS_NAMES, NUM_CLASSES
 from cvae.model import CVAE, one_hot_labels
@@ -36,6 +39,8 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 # One single-row request, and one with a row per class (a typical batch), for each signature.
 WARMUP_BATCH_SIZES = (1, NUM_CLASSES)
 VERSION_NAME = re.compile(r"[0-9]+")  # what TF Serving takes for a version directory
+
+tfd = tfp.distributions
 
 N, D = "N", "D"  # symbolic dimensions: the batch, and the latent size (config.json's latent_dim)
 
@@ -144,6 +149,14 @@ class ServingModule(tf.Module):
         self.encode = _serving_function(self._encode, "encode", latent)
         self.reconstruct = _serving_function(self._reconstruct, "reconstruct", latent)
         self.restyle = _serving_function(self._restyle, "restyle", latent)
+        # For `pipelines.evaluate`; not serving signatures (TF Serving does not see them).
+        likelihood_inputs = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
+                             tf.TensorSpec([None], tf.int32, name="label"),
+                             tf.TensorSpec([None, latent], tf.float32, name="z")]
+        self.log_likelihood = tf.function(self._log_likelihood,
+                                          input_signature=likelihood_inputs)
+        self.binarized_log_likelihood = tf.function(self._binarized_log_likelihood,
+                                                    input_signature=likelihood_inputs)
 
     def _decode_mean(self, z, label):
         return self.model.decode(z, label)
@@ -178,6 +191,25 @@ class ServingModule(tf.Module):
         one_hot_labels(target_label)
         mean = self.model.encode(_checked_images(images), label)["mean"]
         return {"images": self._decode_mean(mean, target_label)}
+
+    def _log_likelihood(self, images, label, z):
+        """log p(x | z, y) in nats, float32 [N], on the model's own data representation: the
+        gray levels of `images`, or `images` themselves for the Bernoulli likelihood (which
+        expects binary pixels)."""
+        config = self.model.config
+        params = self.model.decoder_params(z, label)
+        own = likelihoods.distribution(params, config.likelihood, config.min_scale)
+        return own.log_prob(likelihoods.target(images, config.likelihood))
+
+    def _binarized_log_likelihood(self, images, label, z):
+        """log P(binarize_static(images) | z, y) in nats, float32 [N]: the model's probability
+        of the images thresholded at 0.5 (`cvae.likelihoods.binarized_logits`), which compares
+        models of gray levels with models of binary pixels."""
+        config = self.model.config
+        logits = likelihoods.binarized_logits(self.model.decoder_params(z, label),
+                                              config.likelihood, config.min_scale)
+        binary = tfd.Independent(tfd.Bernoulli(logits=logits), reinterpreted_batch_ndims=3)
+        return binary.log_prob(binarize_static(images))
 
     def signatures(self) -> dict:
         return {"serving_default": self.generate, "decode": self.decode, "encode": self.encode,
@@ -244,12 +276,13 @@ def _own_child(root: Path, path: Path) -> Path:
     return path
 
 
-def export(model: CVAE, config: Config, metrics: dict | None,
-           base_dir: str | os.PathLike) -> Path:
-    """Writes the model as the next version under `base_dir` and returns its path.
+def write_version(base_dir: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Has `fill` write a complete version into a temporary sibling folder, then renames it to
+    the next integer version under `base_dir` and returns that path. Nothing is left behind if
+    `fill` fails.
 
-    The version number is taken when the finished export is renamed into place; if another
-    exporter took it first (the rename finds a non-empty directory), the next one is tried.
+    The version number is taken when the finished folder is renamed into place; if another
+    writer took it first (the rename finds a non-empty directory), the next one is tried.
     A base path named like a version (`saved_models/cvae/3`) or holding a symlinked version is
     refused with ValueError before anything is written.
     """
@@ -260,18 +293,7 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f".tmp-export-{uuid.uuid4().hex}"
     try:
-        module = ServingModule(model)
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
-        extra = tmp / ASSETS_EXTRA
-        extra.mkdir()
-        (extra / "config.json").write_text(config.to_json())
-        (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
-        (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
-        with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
-            # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
-            for log in warmup_requests(module, root.name):
-                writer.write(log.SerializeToString())
-        _smoke_test(tmp, config.model.latent_dim)
+        fill(tmp)
         for _ in range(100):
             final = _own_child(root, base / str((versions(base) or [0])[-1] + 1))
             try:
@@ -288,13 +310,43 @@ def export(model: CVAE, config: Config, metrics: dict | None,
             base.rmdir()
 
 
+TRAINING_LOGS = "training_logs"  # assets.extra/training_logs/{train,validation}/: TensorBoard
+
+
+def export(model: CVAE, config: Config, metrics: dict | None,
+           base_dir: str | os.PathLike, logs_dir: str | os.PathLike | None = None) -> Path:
+    """Writes the model as the next version under `base_dir` (see `write_version`) and returns
+    its path. `logs_dir`, a run's TensorBoard folder, has its train and validation scalars
+    copied into assets.extra/training_logs/ (for the training curves of `pipelines.evaluate`)."""
+    # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
+    model_name = Path(base_dir).resolve().name
+
+    def fill(tmp: Path) -> None:
+        module = ServingModule(model)
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        extra = tmp / ASSETS_EXTRA
+        extra.mkdir()
+        (extra / "config.json").write_text(config.to_json())
+        (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
+        (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+            for log in warmup_requests(module, model_name):
+                writer.write(log.SerializeToString())
+        for split in ("train", "validation") if logs_dir is not None else ():
+            if (Path(logs_dir) / split).is_dir():
+                shutil.copytree(Path(logs_dir) / split, extra / TRAINING_LOGS / split)
+        _smoke_test(tmp, config.model.latent_dim)
+
+    return write_version(base_dir, fill)
+
+
 def export_run(result, base_dir: str | os.PathLike | None = None) -> Path:
     """Exports a `cvae.train.TrainResult` (to its config's export_dir by default) and writes
     the class grid of the exported version to <run dir>/class_grid.png."""
     from cvae import generate, images
 
     path = export(result.model, result.config, result.metrics,
-                  base_dir or result.config.train.export_dir)
+                  base_dir or result.config.train.export_dir, logs_dir=result.run_dir / "logs")
     print(f"exported {path}")
     grid_path = result.run_dir / "class_grid.png"
     images.write_png(grid_path, generate.class_grid(generate.load(path)))

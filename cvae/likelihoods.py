@@ -64,3 +64,20 @@ def mean(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
     if kind == "bernoulli":
         return tf.sigmoid(params)
     return distribution(params, kind, min_scale).distribution.mean()
+
+
+def binarized_logits(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
+    """Logits of P(pixel > 0.5 | z, y) per pixel, float32 [B, 28, 28, 1]: the model's own
+    distribution over statically binarised images (`cvae.data.binarize_static`), so that models
+    of gray levels and of binary pixels can be compared by the log-likelihood of the same
+    binary images. For the discretised logistic, pixel > 0.5 means gray level >= 128, whose
+    probability is sigmoid((loc - 0.5) / scale) exactly (levels are centred on k / 255)."""
+    if kind == "bernoulli":
+        return params
+    if kind == "discretized_logistic":
+        loc, scale = _loc_scale(params, min_scale)
+        return (loc - 0.5) / scale
+    if kind == "continuous_bernoulli":
+        above = distribution(params, kind, min_scale).distribution.survival_function(0.5)
+        return tf.math.log(above) - tf.math.log1p(-above)
+    raise ValueError(f"unknown likelihood {kind!r}")

@@ -96,6 +96,71 @@ class Decoder(keras.layers.Layer):
         return self.out(self.up2(condition(h)))
 
 
+class MLPDecoder(keras.layers.Layer):
+    """p(x|z,y): [z, one-hot y] -> dense layers (`decoder_hidden`, y joined again before each)
+    -> the likelihood's parameters for all 784 pixels, [B, 28, 28, channels]."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        policy = self.dtype_policy
+        self.hidden = [keras.layers.Dense(h, activation="relu", dtype=policy)
+                       for h in config.decoder_hidden]
+        self.channels = likelihoods.output_channels(config.likelihood)
+        self.out = keras.layers.Dense(28 * 28 * self.channels, dtype="float32")
+
+    def call(self, z, y_onehot):
+        h = z
+        for layer in self.hidden:
+            h = layer(tf.concat([h, tf.cast(y_onehot, h.dtype)], axis=-1))
+        return tf.reshape(self.out(h), [-1, 28, 28, self.channels])
+
+
+class TutorialEncoder(keras.layers.Layer):
+    """The encoder of TensorFlow's convolutional-VAE tutorial (conv 32 and 64, stride 2, valid
+    padding, then a dense head of mean and log-variance), with the label tiled onto the input
+    like `Encoder`'s (zeros when the model is unconditional, as the tutorial's is)."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        f1, f2 = config.encoder_filters
+        policy = self.dtype_policy
+        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, activation="relu", dtype=policy)
+        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, activation="relu", dtype=policy)
+        self.flatten = keras.layers.Flatten(dtype=policy)
+        self.head = keras.layers.Dense(2 * config.latent_dim, dtype="float32")
+
+    def call(self, x, y_onehot):
+        h = self.flatten(self.conv2(self.conv1(with_label_planes(x, y_onehot))))
+        mean, log_variance = tf.split(self.head(h), 2, axis=-1)
+        return mean, tf.exp(0.5 * log_variance)
+
+
+class TutorialDecoder(keras.layers.Layer):
+    """The tutorial's decoder: [z, y] -> dense 7x7x32 -> transposed convolutions 64 and 32
+    (stride 2) -> one of stride 1 giving the likelihood's parameters."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        f1, f2 = config.decoder_filters
+        policy = self.dtype_policy
+        self.project = keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=policy)
+        self.reshape = keras.layers.Reshape((7, 7, 32), dtype=policy)
+        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same",
+                                                activation="relu", dtype=policy)
+        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same",
+                                                activation="relu", dtype=policy)
+        self.out = keras.layers.Conv2DTranspose(likelihoods.output_channels(config.likelihood),
+                                                3, padding="same", dtype="float32")
+
+    def call(self, z, y_onehot):
+        h = self.reshape(self.project(tf.concat([z, y_onehot], axis=-1)))
+        return self.out(self.up2(self.up1(h)))
+
+
+_NETWORKS = {"conv": (Encoder, Decoder), "mlp": (Encoder, MLPDecoder),
+             "tutorial": (TutorialEncoder, TutorialDecoder)}
+
+
 class CVAE(keras.Model):
     """Conditional VAE trained by maximising the ELBO with a standard normal prior.
 
@@ -110,8 +175,9 @@ class CVAE(keras.Model):
         self.config = config
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
-        self.encoder = Encoder(config, name="encoder", dtype=dtype_policy)
-        self.decoder = Decoder(config, name="decoder", dtype=dtype_policy)
+        encoder, decoder = _NETWORKS[config.architecture]
+        self.encoder = encoder(config, name="encoder", dtype=dtype_policy)
+        self.decoder = decoder(config, name="decoder", dtype=dtype_policy)
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
 
@@ -127,9 +193,15 @@ class CVAE(keras.Model):
         if not self.built:
             super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
+    def condition(self, labels):
+        """What the networks see of the labels: one-hot float32 [B, 10], or zeros of that shape
+        for an unconditional model (labels are still checked to be in range)."""
+        y = one_hot_labels(labels)
+        return y if self.config.conditional else tf.zeros_like(y)
+
     def encode(self, x, labels):
         """Posterior parameters {"mean", "stddev"}, each float32 [B, latent_dim]."""
-        mean, stddev = self.encoder(x, one_hot_labels(labels))
+        mean, stddev = self.encoder(x, self.condition(labels))
         return {"mean": mean, "stddev": stddev}
 
     def posterior(self, x, labels) -> tfd.Distribution:
@@ -141,7 +213,7 @@ class CVAE(keras.Model):
         return tfd.MultivariateNormalDiag(loc=tf.zeros([self.config.latent_dim]))
 
     def decoder_params(self, z, labels):
-        return self.decoder(z, one_hot_labels(labels))
+        return self.decoder(z, self.condition(labels))
 
     def likelihood(self, z, labels) -> tfd.Distribution:
         """p(x|z,y), batch shape [B], event shape [28, 28, 1]."""
@@ -160,7 +232,7 @@ class CVAE(keras.Model):
         pipeline (a stateless function of the step, so runs resume and shard exactly); without
         it, it is drawn from the model's seeded generator."""
         x, labels, *noise = inputs
-        y = one_hot_labels(labels)
+        y = self.condition(labels)
         mean, stddev = self.encoder(x, y)
         eps = noise[0] if noise else keras.random.normal(tf.shape(mean), seed=self.seed_generator)
         z = mean + stddev * eps  # the reparameterisation trick: gradients flow to mean, stddev

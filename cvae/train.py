@@ -239,7 +239,7 @@ def make_dataset(config: Config, arrays, training: bool, start_step: int = 0) ->
     return data.make_dataset(*arrays, batch_size=config.data.batch_size,
                              likelihood=config.model.likelihood, seed=config.train.seed,
                              training=training, latent_dim=config.model.latent_dim,
-                             start_step=start_step)
+                             start_step=start_step, binarization=config.model.binarization)
 
 
 def train(config: Config, resume: bool = False, verbose: int | str = "auto",

@@ -1,6 +1,7 @@
 """Trains the conditional VAE, exports the next SavedModel version, and writes a class grid.
 
     python -m pipelines.train [--epochs 12 --latent-dim 16 ...]   # every config field is a flag
+    python -m pipelines.train --recipe tutorial --name tutorial    # TensorFlow tutorial's recipe
     python -m pipelines.train --name NAME --resume                 # continue runs/NAME
     python -m pipelines.train --strategy mirrored                  # every local GPU
     TF_CONFIG=... python -m pipelines.train --strategy multiworker # one process per machine
@@ -27,13 +28,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--logical-cpus", type=int, metavar="N",
                         help="split the CPU into N logical devices, so --strategy mirrored can "
                              "run (and be tried out) on a machine without GPUs")
+    parser.add_argument("--recipe", choices=RECIPES, default="cvae",
+                        help="starting point that the config flags change: this project's "
+                             "defaults, the same without the label (unconditional), or "
+                             "TensorFlow's convolutional-VAE tutorial (see Config.tutorial)")
     add_config_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume and args.recipe != "cvae":
+        parser.error("--recipe goes with a new run; --resume takes the run's own config")
+    return args
+
+
+RECIPES = ("cvae", "unconditional", "tutorial")
+
+
+def recipe(name: str) -> Config:
+    """The base config of a --recipe name."""
+    return {"cvae": Config(), "unconditional": Config().unconditional(),
+            "tutorial": Config().tutorial()}[name]
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    base = Config()
+    base = recipe(args.recipe)
     if args.resume:
         run_dir = Path(args.runs_dir or base.train.runs_dir) / (args.name or base.train.name)
         if not (run_dir / "config.json").is_file():

@@ -25,7 +25,7 @@ def _other_value(field, default):
     flag = "--" + field.name.replace("_", "-")
     if isinstance(default, tuple):
         value = tuple(2 * v for v in default)
-    elif field.name in ("likelihood", "source", "precision", "strategy"):
+    elif typing.get_origin(config_module._resolved_type(field.type)) is typing.Literal:
         value = next(c for c in choices if c != default)
     elif isinstance(default, float):
         value = default / 2 if default else 0.5

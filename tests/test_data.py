@@ -196,3 +196,12 @@ def test_evaluation_pipeline_repeats_exactly():
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(na, nb)
     np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y, _ in ds]), labels)
+
+
+def test_static_binarisation_thresholds_at_one_half_every_time():
+    images = np.array([[[0, 127, 128, 255] * 7] * 28], np.uint8)
+    labels = np.array([3])
+    for step in (0, 1):
+        x, _ = data.preprocess_batch(images, labels, "bernoulli", tf.constant([step, 0]),
+                                     "static")
+        np.testing.assert_array_equal(x.numpy()[0, 0, :4, 0], [0, 0, 1, 1])

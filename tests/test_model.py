@@ -95,3 +95,30 @@ def test_kl_warmup_schedule():
     for step, expected in ((0, 0.0), (25, 0.5), (100, 2.0), (500, 2.0)):
         m.optimizer.iterations.assign(step)
         assert float(m.kl_weight()) == pytest.approx(expected)
+
+
+def test_unconditional_model_ignores_the_label_and_conditional_one_does_not():
+    from cvae.config import Config
+
+    z = tf.random.stateless_normal([4, 16], [0, 1])
+    for conditional in (True, False):
+        config = Config().replace(conditional=conditional).model
+        model = build_model(config, seed=3)
+        a = model.decode(z, tf.constant([0, 1, 2, 3])).numpy()
+        b = model.decode(z, tf.constant([9, 8, 7, 6])).numpy()
+        assert np.array_equal(a, b) == (not conditional)
+
+
+def test_tutorial_networks_are_tensorflow_tutorials():
+    """Conv 32 and 64 (valid padding: 28 -> 13 -> 6), a dense head; dense 7x7x32, transposed
+    convolutions 64, 32 and 1: the tutorial's parameter count plus the zero label inputs."""
+    from cvae.config import Config
+
+    config = Config().tutorial().model
+    model = build_model(config)
+    out = model((tf.zeros([2, 28, 28, 1]), tf.constant([0, 1])))
+    assert out["params"].shape == (2, 28, 28, 1) and out["z"].shape == (2, 2)
+    label_weights = 3 * 3 * 10 * 32 + 10 * 7 * 7 * 32  # label planes into conv1, y into dense
+    tutorial = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (6 * 6 * 64 * 4 + 4) \
+        + (2 * 1568 + 1568) + (9 * 32 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 + 1)
+    assert model.count_params() == tutorial + label_weights

@@ -1,0 +1,248 @@
+"""`pipelines.evaluate`: how good an exported model is, from its SavedModel, the test data and
+the project's classifier (`cvae.classifier`).
+
+Metrics (all on the 10,000 official test images unless said otherwise):
+- negative ELBO in nats per image, with its reconstruction and KL parts (the KL in closed form,
+  the reconstruction averaged over the importance samples below);
+- the importance-weighted bound (IWAE, Burda et al. 2016) with k samples per image from the
+  encoder's posterior, and its standard error over images: nats per image, and bits per
+  dimension for the 8-bit likelihood;
+- conditional accuracy: `samples_per_class` samples per class, classified by the classifier;
+- a Fréchet distance between the classifier's penultimate features of samples and of test
+  images, beside the same distance for held-out real images (the validation split), its floor;
+- diversity: the mean pairwise feature distance within each class, samples over real images;
+- reconstruction error of the posterior mean, in pixels in [0, 1].
+`compare` evaluates other models (`--compare`) on one footing: the same samples, the same IWAE
+k, and the log-likelihood of the same binarised test images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from cvae import metrics as m
+from cvae.data import Splits, binarize_static
+from cvae.generate import ModelLoadError, ServedModel, seeds_for
+from cvae.labels import NUM_CLASSES
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    iwae_k: int = 1000
+    # Test images in the IWAE (None: all 10,000) and images per call into the model.
+    iwae_images: int | None = None
+    samples_per_class: int = 1000
+    # Images on each side of the Fréchet distance (samples, and the held-out real images).
+    frechet_images: int = 5000
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("iwae_k", "samples_per_class", "frechet_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluate: {name}={getattr(self, name)} must be >= 1")
+        if self.frechet_images < 2 or self.samples_per_class < 2:
+            raise ValueError("evaluate: frechet_images and samples_per_class must be >= 2")
+        if self.iwae_images is not None and self.iwae_images < 2:
+            raise ValueError(f"evaluate: iwae_images={self.iwae_images} must be >= 2")
+
+
+def _function(model: ServedModel, name: str):
+    fn = getattr(model._loaded, name, None)
+    if fn is None:
+        raise ModelLoadError(f"{model.path}: has no {name} function (exported by an older "
+                             f"version of this project; export the run again)")
+    return fn
+
+
+def model_images(model: ServedModel, gray: np.ndarray, seed: int) -> np.ndarray:
+    """Test images float32 [N, 28, 28, 1] in [0, 1] as the model was trained on them: gray, or
+    binarised the model's way (static threshold, or one fixed dynamic draw)."""
+    config = model.config["model"]
+    if config["likelihood"] != "bernoulli":
+        return gray
+    if config.get("binarization", "dynamic") == "static":
+        return binarize_static(gray).numpy()
+    u = tf.random.stateless_uniform(gray.shape, seed=[seed, 7]).numpy()
+    return (u < gray).astype(np.float32)
+
+
+def _batched(fn, arrays: dict, batch: int) -> dict[str, np.ndarray]:
+    n = len(next(iter(arrays.values())))
+    parts: dict[str, list] = {}
+    for start in range(0, n, batch):
+        out = fn(**{k: tf.constant(v[start:start + batch]) for k, v in arrays.items()})
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def encode(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    return _batched(model.signatures["encode"], {"images": images.astype(np.float32),
+                                                 "label": labels.astype(np.int32)}, 1000)
+
+
+def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray, k: int,
+                      seed: int = 0, binarized: bool = False, rows_per_call: int = 8000,
+                      ) -> dict[str, np.ndarray]:
+    """Per test image (float64 [N] each): "iwae", the k-sample importance-weighted bound on
+    log p(x|y) with q(z|x,y) as the proposal; "elbo", the mean of the same k log-weights (an
+    estimate of the ELBO); "recon", the mean log p(x|z,y) over the k samples; "kl", KL(q || p(z))
+    in closed form. `binarized` scores the images thresholded at 0.5 instead of the model's own
+    representation (the proposal still sees `images`). Every figure is in nats."""
+    posterior = encode(model, images, labels)
+    fn = _function(model, "binarized_log_likelihood" if binarized else "log_likelihood")
+    latent = posterior["mean"].shape[1]
+    chunk = max(1, rows_per_call // k)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32),
+                                  tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, latent], tf.float32),
+                                  tf.TensorSpec([None, latent], tf.float32),
+                                  tf.TensorSpec([2], tf.int64)])
+    def weights(x, y, mean, stddev, step_seed):
+        c = tf.shape(x)[0]
+        eps = tf.random.stateless_normal([c, k, latent], step_seed)
+        z = mean[:, None, :] + stddev[:, None, :] * eps
+        log_q = tf.reduce_sum(-0.5 * eps ** 2 - 0.5 * LOG_2PI - tf.math.log(stddev)[:, None, :],
+                              -1)
+        log_pz = tf.reduce_sum(-0.5 * z ** 2 - 0.5 * LOG_2PI, -1)
+        log_px = tf.reshape(fn(images=tf.repeat(x, k, axis=0), label=tf.repeat(y, k, axis=0),
+                               z=tf.reshape(z, [-1, latent])), [c, k])
+        return log_px, log_px + log_pz - log_q
+
+    iwae, elbo, recon = [], [], []
+    for start in range(0, len(images), chunk):
+        s = slice(start, start + chunk)
+        log_px, log_w = weights(images[s], labels[s].astype(np.int32), posterior["mean"][s],
+                                posterior["stddev"][s], tf.constant([seed, start], tf.int64))
+        log_w = log_w.numpy().astype(np.float64)
+        iwae.append(m.log_mean_exp(log_w, axis=1))
+        elbo.append(log_w.mean(1))
+        recon.append(log_px.numpy().astype(np.float64).mean(1))
+    mean, stddev = posterior["mean"].astype(np.float64), posterior["stddev"].astype(np.float64)
+    kl = 0.5 * np.sum(mean ** 2 + stddev ** 2 - 1.0 - 2.0 * np.log(stddev), axis=1)
+    return {"iwae": np.concatenate(iwae), "elbo": np.concatenate(elbo),
+            "recon": np.concatenate(recon), "kl": kl}
+
+
+def generate_per_class(model: ServedModel, per_class: int, seed: int) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+    """(images [10 * per_class, 28, 28, 1], labels): per_class samples of each class."""
+    labels = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
+    seeds = seeds_for(seed, len(labels))
+    out = _batched(model.signatures["serving_default"], {"label": labels, "seed": seeds}, 1000)
+    return out["images"], labels
+
+
+def _classified(classify, images: np.ndarray) -> dict[str, np.ndarray]:
+    from cvae.classifier import predict
+
+    return predict(classify, images)
+
+
+def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = Settings(),
+             log=print) -> tuple[dict, dict]:
+    """(metrics, arrays): the figures of one model, and the arrays the report's pictures need
+    (samples and their labels, the confusion matrix)."""
+    started = time.perf_counter()
+    gray_test = splits.test[0].astype(np.float32)[..., None] / 255.0
+    test_labels = splits.test[1].astype(np.int32)
+    config = model.config["model"]
+    results: dict = {"model": str(model.path), "likelihood": config["likelihood"],
+                     "conditional": config.get("conditional", True),
+                     "latent_dim": config["latent_dim"], "settings": dataclasses.asdict(settings)}
+    n = settings.iwae_images or len(gray_test)
+    own = model_images(model, gray_test, settings.seed)[:n]
+
+    t = time.perf_counter()
+    bounds = likelihood_bounds(model, own, test_labels[:n], settings.iwae_k, settings.seed)
+    iwae, iwae_se = m.mean_and_standard_error(-bounds["iwae"])
+    results["test"] = {
+        "images": n,
+        "neg_elbo": float(-bounds["elbo"].mean()),
+        "recon": float(-bounds["recon"].mean()),
+        "kl": float(bounds["kl"].mean()),
+        "iwae_k": settings.iwae_k,
+        "neg_iwae": iwae,
+        "neg_iwae_standard_error": iwae_se,
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+    if config["likelihood"] == "discretized_logistic":
+        results["test"]["iwae_bits_per_dim"] = m.bits_per_dim(iwae)
+        results["test"]["elbo_bits_per_dim"] = m.bits_per_dim(results["test"]["neg_elbo"])
+    log(f"test: neg ELBO {results['test']['neg_elbo']:.2f} (recon {results['test']['recon']:.2f},"
+        f" KL {results['test']['kl']:.2f}); -IWAE(k={settings.iwae_k}) {iwae:.2f} ± {iwae_se:.2f}"
+        f" nats/image over {n} images in {results['test']['seconds']:.0f} s")
+
+    reconstructed = _batched(model.signatures["reconstruct"],
+                             {"images": own, "label": test_labels[:n]}, 1000)["images"]
+    error = reconstructed - gray_test[:n]
+    results["reconstruction"] = {"mse": float((error ** 2).mean()),
+                                 "mae": float(np.abs(error).mean())}
+
+    samples, sample_labels = generate_per_class(model, settings.samples_per_class, settings.seed)
+    sampled = _classified(classify, samples)
+    predicted = sampled["probabilities"].argmax(1)
+    confusion = m.confusion_matrix(sample_labels, predicted, NUM_CLASSES)
+    per_class = m.per_class_accuracy(confusion)
+    names = model.class_names
+    results["conditional_accuracy"] = {
+        "overall": float((predicted == sample_labels).mean()),
+        "per_class": {names[c]: float(per_class[c]) for c in range(NUM_CLASSES)},
+        "samples_per_class": settings.samples_per_class,
+    }
+
+    real = _classified(classify, gray_test)["features"]
+    held_out = _classified(classify, splits.validation[0].astype(np.float32)[..., None] / 255.0)
+    size = min(settings.frechet_images, len(held_out["features"]), len(samples))
+    # The same number of samples of every class (test and held-out images are near balanced).
+    take = np.argsort(np.tile(np.arange(settings.samples_per_class), NUM_CLASSES),
+                      kind="stable")[:size]
+    results["frechet"] = {
+        "samples": m.frechet_distance(sampled["features"][take], real),
+        "held_out_real": m.frechet_distance(held_out["features"][:size], real),
+        "images": size,
+    }
+
+    diversity = {}
+    for c in range(NUM_CLASSES):
+        fake_c = sampled["features"][sample_labels == c][:500]
+        real_c = real[test_labels == c][:500]
+        diversity[names[c]] = m.mean_pairwise_distance(fake_c) / m.mean_pairwise_distance(real_c)
+    results["diversity"] = {"ratio_per_class": diversity,
+                            "ratio_mean": float(np.mean(list(diversity.values()))),
+                            "ratio_min": float(min(diversity.values()))}
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"conditional accuracy {results['conditional_accuracy']['overall']:.4f}; Fréchet "
+        f"{results['frechet']['samples']:.2f} (held-out real {results['frechet']['held_out_real']:.2f}); "
+        f"diversity {results['diversity']['ratio_mean']:.3f} of real; "
+        f"reconstruction MSE {results['reconstruction']['mse']:.4f}")
+    arrays = {"samples": samples, "sample_labels": sample_labels, "confusion": confusion}
+    return results, arrays
+
+
+def comparable_bound(model: ServedModel, splits: Splits, k: int, binarized: bool,
+                     seed: int = 0, images: int | None = None) -> dict:
+    """The k-sample IWAE bound on the test images' log-likelihood in nats per image, on the
+    model's own representation or (`binarized`) of the images thresholded at 0.5, which any
+    likelihood can score: what `--compare` ranks models by. For a conditional model the bound
+    is on log p(x|y), and log p(x) >= log p(x|y) - log 10 (p(y|x) <= 1 and p(y) = 1/10) gives
+    a bound comparable with unconditional models' log p(x): "neg_log_px_bound"."""
+    gray = splits.test[0].astype(np.float32)[..., None] / 255.0
+    labels = splits.test[1].astype(np.int32)
+    n = images or len(gray)
+    t = time.perf_counter()
+    own = model_images(model, gray, seed)[:n]
+    bounds = likelihood_bounds(model, own, labels[:n], k, seed, binarized=binarized)
+    neg, se = m.mean_and_standard_error(-bounds["iwae"])
+    conditional = model.config["model"].get("conditional", True)
+    return {"k": k, "images": n, "neg_iwae_given_label": neg if conditional else None,
+            "neg_log_px_bound": neg + (math.log(NUM_CLASSES) if conditional else 0.0),
+            "standard_error": se, "seconds": round(time.perf_counter() - t, 1)}

@@ -1,0 +1,257 @@
+"""`pipelines.evaluate`'s report: metrics.json, report.md and the figures, written to a
+temporary folder and renamed to --out only when complete (an existing --out is refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from cvae import evaluate as ev
+from cvae import figures
+from cvae.config import Config
+from cvae.export import ASSETS_EXTRA, TRAINING_LOGS, versions
+from cvae.files import require_writable
+from cvae.generate import ServedModel, load
+
+# Targets of the shipped model (issue "Measured quality").
+TARGETS = {"accuracy": 0.95, "accuracy_per_class": 0.80, "frechet_vs_tutorial": 0.5,
+           "diversity": 0.6}
+COMPARISONS = ("unconditional", "tutorial")
+
+
+class ReportError(ValueError):
+    """The report cannot be written as asked (an existing --out, a missing comparison...)."""
+
+
+def comparison_config(main: ServedModel, recipe: str) -> Config:
+    """The comparison recipe with the main model's data, epochs and seed."""
+    config = Config.from_dict(main.config)
+    return config.unconditional() if recipe == "unconditional" else config.tutorial()
+
+
+def comparison_model(main: ServedModel, recipe: str, models_dir: Path, log=print) -> ServedModel:
+    """The highest version under <models_dir>/cvae-<recipe>, trained and exported first if
+    there is none; refuses one trained with other epochs, data or seed than the main model."""
+    wanted = comparison_config(main, recipe)
+    base = models_dir / f"cvae-{recipe}"
+    if not versions(base):
+        from cvae import export, train
+
+        name = f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        log(f"--compare: no model under {base}; training the {recipe} recipe "
+            f"({wanted.train.epochs} epochs) as runs/{name}")
+        result = train.train(wanted.replace(name=name, export_dir=str(base)), verbose=0)
+        export.export_run(result, base)
+    model = load(base)
+    have = Config.from_dict(model.config)
+    for field in ("epochs", "seed"):
+        if getattr(have.train, field) != getattr(wanted.train, field):
+            raise ReportError(f"{model.path} was trained with {field}="
+                              f"{getattr(have.train, field)}, the main model with "
+                              f"{getattr(wanted.train, field)}; move it away to train a "
+                              f"matching one")
+    if dataclasses.replace(have.data, batch_size=0) != dataclasses.replace(wanted.data,
+                                                                          batch_size=0):
+        raise ReportError(f"{model.path} was trained on other data ({have.data}) than the main "
+                          f"model ({wanted.data}); move it away to train a matching one")
+    return model
+
+
+def _fmt(value, digits=2):
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _targets(main: dict, others: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) rows."""
+    acc = main["conditional_accuracy"]
+    worst = min(acc["per_class"].items(), key=lambda kv: kv[1])
+    rows = [
+        (f"conditional accuracy >= {TARGETS['accuracy']}", f"{acc['overall']:.4f}",
+         acc["overall"] >= TARGETS["accuracy"]),
+        (f"every class >= {TARGETS['accuracy_per_class']}", f"lowest {worst[0]} {worst[1]:.3f}",
+         worst[1] >= TARGETS["accuracy_per_class"]),
+        (f"diversity >= {TARGETS['diversity']} of real images' (mean over classes)",
+         f"{main['diversity']['ratio_mean']:.3f} (lowest class "
+         f"{main['diversity']['ratio_min']:.3f})",
+         main["diversity"]["ratio_mean"] >= TARGETS["diversity"]),
+    ]
+    if "tutorial" in others:
+        mine, theirs = main["frechet"]["samples"], others["tutorial"]["frechet"]["samples"]
+        rows.append((f"Fréchet distance <= {TARGETS['frechet_vs_tutorial']} x the tutorial "
+                     f"recipe's", f"{mine:.2f} vs {theirs:.2f} ({mine / theirs:.3f}x)",
+                     mine <= TARGETS["frechet_vs_tutorial"] * theirs))
+    for name, other in others.items():
+        for key, what in (("gray", "gray levels"), ("binarized", "binarised images")):
+            a, b = main["comparable"].get(key), other["comparable"].get(key)
+            if a and b:
+                rows.append((f"log-likelihood better than {name} ({what})",
+                             f"-log p(x) <= {a['neg_log_px_bound']:.2f} vs "
+                             f"{b['neg_log_px_bound']:.2f} nats",
+                             a["neg_log_px_bound"] < b["neg_log_px_bound"]))
+    return rows
+
+
+def _markdown(main: dict, others: dict, figures_written: list[str], seconds: float) -> str:
+    t = main["test"]
+    lines = [f"# Evaluation of {main['model']}", "",
+             f"Written by `python -m pipelines.evaluate` in {seconds:.0f} s. Classifier: "
+             f"{main['classifier']['path']} (test accuracy "
+             f"{main['classifier']['test_accuracy']:.4f}).", "",
+             "## Likelihood (test set)", "",
+             "| | nats/image | bits/dim |", "|---|---|---|",
+             f"| negative ELBO | {_fmt(t['neg_elbo'])} | {_fmt(t.get('elbo_bits_per_dim'), 4)} |",
+             f"| reconstruction | {_fmt(t['recon'])} | |",
+             f"| KL | {_fmt(t['kl'])} | |",
+             f"| -IWAE, k={t['iwae_k']} ({t['images']} images) | {_fmt(t['neg_iwae'])} ± "
+             f"{_fmt(t['neg_iwae_standard_error'])} | {_fmt(t.get('iwae_bits_per_dim'), 4)} |",
+             "", "## Samples", "",
+             f"- conditional accuracy: **{main['conditional_accuracy']['overall']:.4f}** "
+             f"({main['conditional_accuracy']['samples_per_class']} samples per class)",
+             f"- Fréchet distance (classifier features, {main['frechet']['images']} images): "
+             f"**{main['frechet']['samples']:.2f}**; held-out real images: "
+             f"{main['frechet']['held_out_real']:.2f}",
+             f"- diversity (mean pairwise feature distance, samples / real): "
+             f"**{main['diversity']['ratio_mean']:.3f}** mean, "
+             f"{main['diversity']['ratio_min']:.3f} lowest class",
+             f"- reconstruction error of test images: MSE {main['reconstruction']['mse']:.4f}, "
+             f"MAE {main['reconstruction']['mae']:.4f}", "",
+             "| class | accuracy | diversity |", "|---|---|---|"]
+    for name, acc in main["conditional_accuracy"]["per_class"].items():
+        lines.append(f"| {name} | {acc:.3f} | {main['diversity']['ratio_per_class'][name]:.3f} |")
+    if others:
+        k = main["comparable"]["k"]
+        lines += ["", "## Comparison", "",
+                  f"Same data and epochs; log-likelihoods are k={k} IWAE bounds on the whole test "
+                  f"set, as -log p(x) in nats per image (for the conditional model "
+                  f"-log p(x|y) + log 10, an upper bound on -log p(x)). \"binarised\" scores "
+                  f"the test images thresholded at 0.5 under every model.", "",
+                  "| model | cond. accuracy | Fréchet | diversity | -log p(x), gray | "
+                  "-log p(x), binarised | recon. MSE | epochs |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, r in {"this model": main, **others}.items():
+            gray = r["comparable"].get("gray")
+            binary = r["comparable"].get("binarized")
+            accuracy = (f"{r['conditional_accuracy']['overall']:.4f}" if r["conditional"]
+                        else "—")
+            lines.append(
+                f"| {name} | {accuracy} | {r['frechet']['samples']:.2f} | "
+                f"{r['diversity']['ratio_mean']:.3f} | "
+                f"{_fmt(gray and gray['neg_log_px_bound'])} | "
+                f"{_fmt(binary and binary['neg_log_px_bound'])} | "
+                f"{r['reconstruction']['mse']:.4f} | {r['epochs']} |")
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for target, measured, met in _targets(main, others):
+        lines.append(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures_written]
+    return "\n".join(lines) + "\n"
+
+
+def _comparable(model: ServedModel, splits, k: int, seed: int, images: int | None,
+                log) -> dict:
+    out = {"k": k, "binarized": ev.comparable_bound(model, splits, k, True, seed, images)}
+    if model.config["model"]["likelihood"] == "discretized_logistic":
+        out["gray"] = ev.comparable_bound(model, splits, k, False, seed, images)
+    log(f"  {model.path}: k={k} -log p(x) bounds: " + ", ".join(
+        f"{key} {v['neg_log_px_bound']:.2f}" for key, v in out.items() if key != "k"))
+    return out
+
+
+def write_report(model_dir: str, version: int | None, out: str, settings: ev.Settings,
+                 classifier_dir: str, data_config, compare: bool = False,
+                 compare_k: int = 100, models_dir: str = "saved_models",
+                 manifold_model: str | None = None, log=print) -> Path:
+    """Evaluates the model (and with `compare` the comparison models), writes the report
+    folder `out` and returns it."""
+    from cvae import classifier, data
+
+    started = time.perf_counter()
+    out_dir = Path(out)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ReportError(f"--out {out_dir} already exists; give a new folder (nothing was "
+                          f"written)")
+    require_writable(out_dir.parent if str(out_dir.parent) else Path("."), "the report")
+    main = load(model_dir, version)
+    manifold_path = manifold_model and Path(manifold_model)
+    if manifold_path is not None and not manifold_path.exists():
+        raise ReportError(f"--manifold-model {manifold_path}: no such model")
+    classify, classifier_metrics, classifier_path = classifier.load(classifier_dir)
+    splits = data.load_splits(data_config)
+    gray_test = splits.test[0].astype(np.float32)[..., None] / 255.0
+    test_labels = splits.test[1].astype(np.int32)
+
+    log(f"evaluating {main.path}")
+    results, arrays = ev.evaluate(main, splits, classify, settings, log)
+    results["epochs"] = main.config["train"]["epochs"]
+    results["classifier"] = {"path": str(classifier_path),
+                             "test_accuracy": classifier_metrics["test_accuracy"]}
+    others, other_models = {}, {}
+    if compare:
+        comparison_settings = dataclasses.replace(settings, iwae_k=compare_k)
+        results["comparable"] = _comparable(main, splits, compare_k, settings.seed,
+                                            settings.iwae_images, log)
+        for recipe in COMPARISONS:
+            model = comparison_model(main, recipe, Path(models_dir), log)
+            log(f"evaluating {model.path} (--compare, k={compare_k})")
+            other, other_arrays = ev.evaluate(model, splits, classify, comparison_settings, log)
+            other["epochs"] = model.config["train"]["epochs"]
+            other["comparable"] = _comparable(model, splits, compare_k, settings.seed,
+                                              settings.iwae_images, log)
+            others[recipe], other_models[recipe] = other, (model, other_arrays)
+
+    pictures = {
+        "class_grid.png": lambda: figures.class_grid(main),
+        "reconstructions.png": lambda: figures.reconstructions(main, gray_test, test_labels),
+        "interpolation.png": lambda: figures.interpolations(main, gray_test, test_labels),
+        "restyle.png": lambda: figures.restyle(main, gray_test, test_labels),
+        "confusion.png": lambda: figures.confusion(
+            arrays["confusion"], main.class_names,
+            "conditional samples: label asked for vs the classifier's verdict"),
+    }
+    logs = main.path / ASSETS_EXTRA / TRAINING_LOGS
+    if logs.is_dir():
+        pictures["training_curves.png"] = lambda: figures.training_curves(logs)
+    else:
+        log(f"no training curves: {logs} is missing (the version was exported without its "
+            f"TensorBoard logs)")
+    manifolds = [load(manifold_path)] if manifold_path is not None else []
+    if compare:
+        manifolds.append(other_models["tutorial"][0])
+    for i, model in enumerate(manifolds):
+        suffix = "" if i == 0 else f"_{Path(model.path).parent.name}"
+        pictures[f"manifold{suffix}.png"] = lambda model=model: figures.manifold(model)
+        pictures[f"latent_scatter{suffix}.png"] = lambda model=model: figures.latent_scatter(
+            model, ev.model_images(model, gray_test, settings.seed), test_labels)
+    if "tutorial" in other_models:
+        model = other_models["tutorial"][0]
+        pictures["samples_tutorial.png"] = lambda: figures.image_table(
+            other_models["tutorial"][1]["samples"][:100], 10, 10,
+            title=f"100 samples of {model.path} (unconditional)")
+
+    tmp = out_dir.parent / f".tmp-report-{out_dir.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        for name, make in pictures.items():
+            (tmp / name).write_bytes(make())
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        everything = {"model": results, "comparisons": others,
+                      "targets": [{"target": t, "measured": v, "met": ok}
+                                  for t, v, ok in _targets(results, others)]}
+        (tmp / "metrics.json").write_text(json.dumps(everything, indent=2))
+        (tmp / "report.md").write_text(_markdown(results, others, list(pictures),
+                                                 results["seconds"]))
+        if out_dir.is_dir():
+            out_dir.rmdir()  # empty, checked above
+        os.rename(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    log(f"wrote {out_dir}/ (report.md, metrics.json, {len(pictures)} figures) in "
+        f"{results['seconds']:.0f} s")
+    return out_dir

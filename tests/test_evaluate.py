@@ -1,0 +1,136 @@
+"""`cvae.evaluate` on a small trained export: the likelihood function, the IWAE bound, and
+`pipelines.evaluate` end to end on a small subset."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae import evaluate as ev
+from cvae import likelihoods
+from cvae.data import load_splits
+from cvae.generate import load
+from tests.conftest import run_python
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    return load(trained["export"])
+
+
+@pytest.fixture(scope="module")
+def test_batch(trained):
+    splits = load_splits(trained["config"].data)
+    return splits.test[0][:48].astype(np.float32)[..., None] / 255.0, splits.test[1][:48]
+
+
+def test_exported_log_likelihood_is_the_models_own(trained, served, test_batch):
+    model, config = trained["result"].model, trained["config"].model
+    x, y = test_batch
+    z = tf.random.stateless_normal([len(x), config.latent_dim], [1, 2])
+    exported = served._loaded.log_likelihood(images=tf.constant(x), label=tf.constant(y),
+                                            z=z).numpy()
+    direct = model.likelihood(z, tf.constant(y)).log_prob(
+        likelihoods.target(tf.constant(x), config.likelihood)).numpy()
+    np.testing.assert_allclose(exported, direct, rtol=1e-5)
+    assert np.all(exported < 0)
+
+
+def test_binarized_log_likelihood_sums_the_gray_levels_above_127(trained, served, test_batch):
+    model, config = trained["result"].model, trained["config"].model
+    x, y = test_batch[0][:4], test_batch[1][:4]
+    z = tf.random.stateless_normal([4, config.latent_dim], [3, 4])
+    exported = served._loaded.binarized_log_likelihood(
+        images=tf.constant(x), label=tf.constant(y), z=z).numpy()
+    pixel = model.likelihood(z, tf.constant(y)).distribution  # per-pixel 256-level distribution
+    levels = tf.range(256, dtype=tf.float32)[:, None, None, None, None]
+    p_above = tf.reduce_sum(tf.exp(pixel.log_prob(levels))[128:], 0).numpy().astype(np.float64)
+    b = x > 0.5
+    expected = np.where(b, np.log(p_above), np.log1p(-p_above)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(exported, expected, rtol=1e-4)
+
+
+def test_iwae_with_one_sample_is_the_elbo_estimate(served, test_batch):
+    x, y = test_batch
+    bounds = ev.likelihood_bounds(served, x, y, k=1, seed=5)
+    np.testing.assert_allclose(bounds["iwae"], bounds["elbo"], rtol=1e-12)
+    np.testing.assert_allclose(bounds["elbo"], bounds["recon"] - bounds["kl"], rtol=1e-3)
+
+
+def test_iwae_bound_is_above_the_elbo_and_tightens_as_k_grows(served, test_batch):
+    x, y = test_batch
+    elbo = ev.likelihood_bounds(served, x, y, k=200, seed=1)["elbo"].mean()
+    iwae = {k: ev.likelihood_bounds(served, x, y, k=k, seed=k)["iwae"].mean()
+            for k in (1, 10, 100, 1000)}
+    assert abs(iwae[1] - elbo) < 2.0, (iwae[1], elbo)  # k=1 estimates the ELBO
+    assert iwae[1] < iwae[10] < iwae[100] < iwae[1000], iwae
+    assert iwae[1000] - elbo > 1.0, (iwae, elbo)
+
+
+def test_elbo_agrees_with_training_evaluation(trained, served):
+    """The ELBO from the SavedModel's functions equals Keras' test_step on the same images."""
+    from cvae.config import Config
+    from cvae.data import Splits
+    from cvae.train import evaluate as train_evaluate
+
+    splits = load_splits(trained["config"].data)
+    x = splits.test[0][:256]
+    y = splits.test[1][:256]
+    keras_figures = train_evaluate(trained["result"].model, trained["config"],
+                                   Splits(train=splits.train, validation=(x, y), test=(x, y),
+                                          source=splits.source))["test"]
+    bounds = ev.likelihood_bounds(served, x.astype(np.float32)[..., None] / 255.0, y, k=64)
+    assert -bounds["elbo"].mean() == pytest.approx(keras_figures["neg_elbo"], rel=2e-3)
+    assert bounds["kl"].mean() == pytest.approx(keras_figures["kl"], rel=1e-4)
+    assert isinstance(trained["config"], Config)
+
+
+@pytest.fixture(scope="module")
+def small_classifier(tmp_path_factory):
+    out = tmp_path_factory.mktemp("classifier") / "classifier"
+    run_python("-m", "pipelines.train_classifier", "--epochs", "1", "--limit", "1000",
+               "--out", str(out), check=True)
+    return out
+
+
+def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classifier, tmp_path):
+    models_dir = tmp_path / "models"
+    out = tmp_path / "report"
+    args = ["-m", "pipelines.evaluate", "--model", str(trained["export"]), "--out", str(out),
+            "--classifier", str(small_classifier), "--compare", "--models-dir", str(models_dir),
+            "--manifold-model", "", "--iwae-k", "20", "--compare-k", "5", "--iwae-images", "64",
+            "--samples-per-class", "20", "--frechet-images", "100"]
+    result = run_python(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = {"class_grid.png", "reconstructions.png", "interpolation.png", "restyle.png",
+               "confusion.png", "training_curves.png", "manifold.png", "latent_scatter.png",
+               "samples_tutorial.png"}
+    assert {p.name for p in out.iterdir()} == figures | {"report.md", "metrics.json"}
+    for name in figures:
+        image = tf.io.decode_png((out / name).read_bytes()).numpy()
+        assert image.shape[0] > 100 and image.shape[1] > 100, name
+        assert image.std() > 5, f"{name} is blank"
+    metrics = json.loads((out / "metrics.json").read_text())
+    main = metrics["model"]
+    assert main["test"]["images"] == 64 and main["test"]["iwae_k"] == 20
+    assert main["test"]["neg_iwae"] <= main["test"]["neg_elbo"] + 1e-6
+    assert main["frechet"]["samples"] > main["frechet"]["held_out_real"] > 0
+    assert 0 <= main["conditional_accuracy"]["overall"] <= 1
+    assert set(metrics["comparisons"]) == {"unconditional", "tutorial"}
+    assert metrics["comparisons"]["tutorial"]["latent_dim"] == 2
+    # Trained on the main model's data and epochs, into --models-dir.
+    assert sorted(p.name for p in models_dir.iterdir()) == ["cvae-tutorial", "cvae-unconditional"]
+    for t in metrics["targets"]:
+        assert isinstance(t["met"], bool)
+    report = (out / "report.md").read_text()
+    assert "## Comparison" in report and "## Targets" in report
+    for name in figures:
+        assert f"]({name})" in report
+
+    # A second run into the same folder is refused and changes nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = run_python(*args)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
