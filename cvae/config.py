@@ -115,7 +115,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, schedule, and where results go."""
 
-    epochs: int = 12
+    epochs: int = 20
     learning_rate: float = 1e-3
     # Weight of the KL term in the objective (1 = the ELBO). Reported metrics are always the
     # unweighted negative ELBO and its parts. beta > 1 squeezes the information z carries, so
@@ -222,6 +222,8 @@ class Config:
         for section in dataclasses.fields(cls):
             section_type = _SECTIONS[section.name]
             values = dict(d.get(section.name, {}))
+            if section.name == "model" and values and "architecture" not in values:
+                values["architecture"] = "conv"  # written before the field existed
             for f in dataclasses.fields(section_type):
                 if f.name in values and _is_tuple(f.type) and values[f.name] is not None:
                     values[f.name] = tuple(values[f.name])

@@ -66,6 +66,23 @@ def mean(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
     return distribution(params, kind, min_scale).distribution.mean()
 
 
+def image(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
+    """The image the model shows for p(x|z,y), float32 [B, 28, 28, 1] in [0, 1]: for the
+    discretised logistic each pixel's median gray level (the logistic's location, clipped),
+    otherwise the mean.
+
+    Why the median: where the decoder is unsure of a pixel, the logistic is wide and its mean
+    is pulled towards mid-gray, so mean images are blurred; the median keeps the level the
+    decoder centres on. Measured on a 12-epoch model by the project's classifier (README,
+    "Measured quality"): median images were recognised as their label 80% of the time against
+    71% for mean images, and their Fréchet distance to test images was 228 against 400.
+    """
+    if kind == "discretized_logistic":
+        loc, _ = _loc_scale(params, min_scale)
+        return tf.clip_by_value(loc, 0.0, 1.0)
+    return mean(params, kind, min_scale)
+
+
 def binarized_logits(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
     """Logits of P(pixel > 0.5 | z, y) per pixel, float32 [B, 28, 28, 1]: the model's own
     distribution over statically binarised images (`cvae.data.binarize_static`), so that models

@@ -221,9 +221,11 @@ class CVAE(keras.Model):
                                         self.config.min_scale)
 
     def decode(self, z, labels):
-        """The decoder's mean image, float32 [B, 28, 28, 1] in [0, 1]."""
-        return likelihoods.mean(self.decoder_params(z, labels), self.config.likelihood,
-                                self.config.min_scale)
+        """The image the decoder shows (`cvae.likelihoods.image`: the median gray level per
+        pixel for the discretised logistic, the mean otherwise), float32 [B, 28, 28, 1] in
+        [0, 1]."""
+        return likelihoods.image(self.decoder_params(z, labels), self.config.likelihood,
+                                 self.config.min_scale)
 
     def call(self, inputs, training=False):
         """(x, labels[, eps]) -> {"mean", "stddev", "z", "params"} with z reparameterised.

@@ -57,8 +57,8 @@ def comparison_model(main: ServedModel, recipe: str, models_dir: Path, log=print
                               f"{getattr(have.train, field)}, the main model with "
                               f"{getattr(wanted.train, field)}; move it away to train a "
                               f"matching one")
-    if dataclasses.replace(have.data, batch_size=0) != dataclasses.replace(wanted.data,
-                                                                          batch_size=0):
+    if dataclasses.replace(have.data, batch_size=1) != dataclasses.replace(wanted.data,
+                                                                          batch_size=1):
         raise ReportError(f"{model.path} was trained on other data ({have.data}) than the main "
                           f"model ({wanted.data}); move it away to train a matching one")
     return model
@@ -178,7 +178,7 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
                           f"written)")
     require_writable(out_dir.parent if str(out_dir.parent) else Path("."), "the report")
     main = load(model_dir, version)
-    manifold_path = manifold_model and Path(manifold_model)
+    manifold_path = Path(manifold_model) if manifold_model else None
     if manifold_path is not None and not manifold_path.exists():
         raise ReportError(f"--manifold-model {manifold_path}: no such model")
     classify, classifier_metrics, classifier_path = classifier.load(classifier_dir)
@@ -220,14 +220,16 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
     else:
         log(f"no training curves: {logs} is missing (the version was exported without its "
             f"TensorBoard logs)")
-    manifolds = [load(manifold_path)] if manifold_path is not None else []
-    if compare:
-        manifolds.append(other_models["tutorial"][0])
-    for i, model in enumerate(manifolds):
-        suffix = "" if i == 0 else f"_{Path(model.path).parent.name}"
-        pictures[f"manifold{suffix}.png"] = lambda model=model: figures.manifold(model)
-        pictures[f"latent_scatter{suffix}.png"] = lambda model=model: figures.latent_scatter(
-            model, ev.model_images(model, gray_test, settings.seed), test_labels)
+    # The 2-D latent figures: --manifold-model, or else the tutorial recipe's (latent 2).
+    manifold_model = (load(manifold_path) if manifold_path is not None
+                      else other_models["tutorial"][0] if compare else None)
+    if manifold_model is not None:
+        pictures["manifold.png"] = lambda: figures.manifold(manifold_model)
+        pictures["latent_scatter.png"] = lambda: figures.latent_scatter(
+            manifold_model, ev.model_images(manifold_model, gray_test, settings.seed),
+            test_labels)
+    else:
+        log("no manifold figures: give --manifold-model (a latent_dim=2 model) or --compare")
     if "tutorial" in other_models:
         model = other_models["tutorial"][0]
         pictures["samples_tutorial.png"] = lambda: figures.image_table(

@@ -1,7 +1,7 @@
 """Evaluates an exported model: metrics.json, report.md and figures in one folder.
 
     python -m pipelines.evaluate --model saved_models/cvae [--version N] --out reports/NAME \
-        [--compare] [--iwae-k 1000] [--manifold-model saved_models/cvae-2d]
+        [--compare] [--iwae-k 1000] [--manifold-model PATH]
 
 Works from the SavedModel, the test data and the project's classifier (`python -m
 pipelines.train_classifier`). --compare adds the same recipe without the label and TensorFlow's
@@ -33,8 +33,9 @@ def main(argv=None) -> None:
                         help="IWAE samples per image for the comparison's log-likelihoods")
     parser.add_argument("--models-dir", default="saved_models",
                         help="where the comparison models are (or are trained to)")
-    parser.add_argument("--manifold-model", default="saved_models/cvae-2d",
-                        help="a latent_dim=2 model for the manifold figures ('' for none)")
+    parser.add_argument("--manifold-model",
+                        help="a latent_dim=2 model for the manifold figures (default: the "
+                             "tutorial recipe's, with --compare)")
     parser.add_argument("--iwae-k", type=int, default=defaults.iwae_k)
     parser.add_argument("--iwae-images", type=int, help="test images in the IWAE (default: all)")
     parser.add_argument("--samples-per-class", type=int, default=defaults.samples_per_class)

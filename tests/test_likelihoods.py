@@ -77,3 +77,20 @@ def test_log_prob_gradients_are_finite_at_extremes():
             likelihoods.target(x, "discretized_logistic"))
     grad = tape.gradient(lp, params)
     assert np.isfinite(lp.numpy()).all() and np.isfinite(grad.numpy()).all()
+
+
+@pytest.mark.parametrize("loc", [-0.2, 0.0, 0.13, 0.5, 0.87, 1.0, 1.3])
+@pytest.mark.parametrize("raw_scale", [-6.0, -2.0, 0.5])
+def test_discretized_logistic_image_is_the_median_gray_level(loc, raw_scale):
+    """At least half the probability is at or below the image's level, and at least half at or
+    above it (to within one level: the image is continuous, the levels are whole)."""
+    params = tf.constant([loc, raw_scale], tf.float32)[None, None, None, None, :] \
+        * tf.ones([1, 28, 28, 1, 2])
+    params = tf.reshape(params, [1, 28, 28, 2])
+    level = likelihoods.image(params, "discretized_logistic", 1e-3).numpy()[0, 0, 0, 0] * 255
+    pixel = likelihoods.distribution(params, "discretized_logistic", 1e-3).distribution
+    levels = tf.range(256, dtype=tf.float32)[:, None, None, None, None]
+    p = tf.exp(pixel.log_prob(levels)).numpy()[:, 0, 0, 0, 0]
+    below = p[: int(np.floor(level)) + 2].sum()
+    above = p[max(int(np.ceil(level)) - 1, 0):].sum()
+    assert below >= 0.5 - 1e-4 and above >= 0.5 - 1e-4, (level, below, above)
