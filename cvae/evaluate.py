@@ -211,9 +211,14 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         "images": size,
     }
 
+    # Within each class: the class asked for, or for an unconditional model (which ignores
+    # the label) the classifier's verdict.
+    groups = sample_labels if results["conditional"] else predicted
     diversity = {}
     for c in range(NUM_CLASSES):
-        fake_c = sampled["features"][sample_labels == c][:500]
+        fake_c = sampled["features"][groups == c][:500]
+        if len(fake_c) < 2:
+            continue
         real_c = real[test_labels == c][:500]
         diversity[names[c]] = m.mean_pairwise_distance(fake_c) / m.mean_pairwise_distance(real_c)
     results["diversity"] = {"ratio_per_class": diversity,

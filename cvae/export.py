@@ -158,8 +158,8 @@ class ServingModule(tf.Module):
         self.binarized_log_likelihood = tf.function(self._binarized_log_likelihood,
                                                     input_signature=likelihood_inputs)
 
-    def _decode_mean(self, z, label):
-        return self.model.decode(z, label)
+    def _decode_mean(self, z, label, guided=True):
+        return self.model.decode(z, label, guided=guided)
 
     def _generate(self, label, seed):
         """z ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
@@ -184,7 +184,8 @@ class ServingModule(tf.Module):
     def _reconstruct(self, images, label):
         _same_batch(images=images, label=label)
         mean = self.model.encode(_checked_images(images), label)["mean"]
-        return {"images": self._decode_mean(mean, label)}
+        # Without guidance: it would move a reconstruction away from the image it reconstructs.
+        return {"images": self._decode_mean(mean, label, guided=False)}
 
     def _restyle(self, images, label, target_label):
         _same_batch(images=images, label=label, target_label=target_label)

@@ -178,6 +178,7 @@ class CVAE(keras.Model):
         encoder, decoder = _NETWORKS[config.architecture]
         self.encoder = encoder(config, name="encoder", dtype=dtype_policy)
         self.decoder = decoder(config, name="decoder", dtype=dtype_policy)
+        self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
 
@@ -220,11 +221,23 @@ class CVAE(keras.Model):
         return likelihoods.distribution(self.decoder_params(z, labels), self.config.likelihood,
                                         self.config.min_scale)
 
-    def decode(self, z, labels):
+    def guided_params(self, z, labels, guided=True):
+        """The decoder's parameters with `guidance` w: params(z, none) + w * (params(z, y) -
+        params(z, none)), from one decoder call on [z; z]; w = 1 (or guided=False) is
+        `decoder_params`."""
+        w = self.config.guidance
+        if w == 1 or not guided:
+            return self.decoder_params(z, labels)
+        y = self.condition(labels)
+        both = self.decoder(tf.concat([z, z], 0), tf.concat([y, tf.zeros_like(y)], 0))
+        labelled, free = tf.split(both, 2, axis=0)
+        return free + w * (labelled - free)
+
+    def decode(self, z, labels, guided=True):
         """The image the decoder shows (`cvae.likelihoods.image`: the median gray level per
-        pixel for the discretised logistic, the mean otherwise), float32 [B, 28, 28, 1] in
-        [0, 1]."""
-        return likelihoods.image(self.decoder_params(z, labels), self.config.likelihood,
+        pixel for the discretised logistic, the mean otherwise), with `guidance` unless
+        guided=False, float32 [B, 28, 28, 1] in [0, 1]."""
+        return likelihoods.image(self.guided_params(z, labels, guided), self.config.likelihood,
                                  self.config.min_scale)
 
     def call(self, inputs, training=False):
@@ -235,6 +248,13 @@ class CVAE(keras.Model):
         it, it is drawn from the model's seeded generator."""
         x, labels, *noise = inputs
         y = self.condition(labels)
+        if training and self.config.label_dropout > 0 and getattr(self, "optimizer", None):
+            # Which images go without their label: a stateless function of (seed, step), so
+            # runs resume exactly.
+            step = tf.cast(self.optimizer.iterations, tf.int64)
+            u = tf.random.stateless_uniform(tf.shape(y)[:1],
+                                            tf.stack([tf.constant(self.seed, tf.int64), step]))
+            y = y * tf.cast(u >= self.config.label_dropout, y.dtype)[:, None]
         mean, stddev = self.encoder(x, y)
         eps = noise[0] if noise else keras.random.normal(tf.shape(mean), seed=self.seed_generator)
         z = mean + stddev * eps  # the reparameterisation trick: gradients flow to mean, stddev

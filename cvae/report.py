@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ from cvae.config import Config
 from cvae.export import ASSETS_EXTRA, TRAINING_LOGS, versions
 from cvae.files import require_writable
 from cvae.generate import ServedModel, load
+from cvae.labels import NUM_CLASSES
 
 # Targets of the shipped model (issue "Measured quality").
 TARGETS = {"accuracy": 0.95, "accuracy_per_class": 0.80, "frechet_vs_tutorial": 0.5,
@@ -153,10 +155,27 @@ def _markdown(main: dict, others: dict, figures_written: list[str], seconds: flo
     return "\n".join(lines) + "\n"
 
 
-def _comparable(model: ServedModel, splits, k: int, seed: int, images: int | None,
-                log) -> dict:
-    out = {"k": k, "binarized": ev.comparable_bound(model, splits, k, True, seed, images)}
-    if model.config["model"]["likelihood"] == "discretized_logistic":
+def _comparable(model: ServedModel, splits, k: int, seed: int, images: int | None, log,
+                evaluated: dict | None = None) -> dict:
+    """The k-sample bounds of `cvae.evaluate.comparable_bound`, on gray levels (models of gray
+    levels) and on binarised images. `evaluated`, the model's `cvae.evaluate.evaluate` results,
+    is reused where it already holds the same bound (its IWAE at the same k on the model's own
+    representation, which is the binarised one for statically binarised models)."""
+    config = model.config["model"]
+    gray = config["likelihood"] == "discretized_logistic"
+    static = config["likelihood"] == "bernoulli" and config.get("binarization") == "static"
+    out = {"k": k}
+    if evaluated is not None and evaluated["test"]["iwae_k"] == k and (gray or static):
+        t = evaluated["test"]
+        conditional = config.get("conditional", True)
+        out["gray" if gray else "binarized"] = {
+            "k": k, "images": t["images"],
+            "neg_iwae_given_label": t["neg_iwae"] if conditional else None,
+            "neg_log_px_bound": t["neg_iwae"] + (math.log(NUM_CLASSES) if conditional else 0.0),
+            "standard_error": t["neg_iwae_standard_error"], "seconds": 0.0}
+    if "binarized" not in out:
+        out["binarized"] = ev.comparable_bound(model, splits, k, True, seed, images)
+    if gray and "gray" not in out:
         out["gray"] = ev.comparable_bound(model, splits, k, False, seed, images)
     log(f"  {model.path}: k={k} -log p(x) bounds: " + ", ".join(
         f"{key} {v['neg_log_px_bound']:.2f}" for key, v in out.items() if key != "k"))
@@ -202,7 +221,7 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
             other, other_arrays = ev.evaluate(model, splits, classify, comparison_settings, log)
             other["epochs"] = model.config["train"]["epochs"]
             other["comparable"] = _comparable(model, splits, compare_k, settings.seed,
-                                              settings.iwae_images, log)
+                                              settings.iwae_images, log, other)
             others[recipe], other_models[recipe] = other, (model, other_arrays)
 
     pictures = {

@@ -1,6 +1,6 @@
 """Exports a training run's last checkpoint as the next SavedModel version, or checks a version.
 
-    python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae]
+    python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae] [--guidance W]
     python -m pipelines.export --check saved_models/cvae/N
 
 (`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
@@ -23,9 +23,12 @@ def main(argv=None) -> None:
     action.add_argument("--check", metavar="PATH",
                         help="a version directory, saved_models/cvae/<N>: check it for serving")
     parser.add_argument("--model-dir", help="model base path (default: the run's export_dir)")
+    parser.add_argument("--guidance", type=float, metavar="W",
+                        help="export with this guidance instead of the run's (an inference "
+                             "setting: it changes the images shown, not the trained weights)")
     args = parser.parse_args(argv)
-    if args.check and args.model_dir:
-        parser.error("--model-dir goes with --run, not --check")
+    if args.check and (args.model_dir or args.guidance is not None):
+        parser.error("--model-dir and --guidance go with --run, not --check")
     if args.check:
         from cvae import check
 
@@ -35,7 +38,11 @@ def main(argv=None) -> None:
         return
     from cvae import export, train
 
-    export.export_run(train.load_run(args.run), args.model_dir)
+    result = train.load_run(args.run)
+    if args.guidance is not None:
+        result.config = result.config.replace(guidance=args.guidance)  # validated here
+        result.model.config = result.config.model
+    export.export_run(result, args.model_dir)
 
 
 if __name__ == "__main__":

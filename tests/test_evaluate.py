@@ -129,3 +129,27 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     assert again.returncode != 0
     assert "already exists" in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--iwae-k", "0"], "evaluate: iwae_k=0 must be >= 1"),
+    (["--classifier", "/nonexistent/classifier"], "/nonexistent/classifier: no such model "
+                                                  "directory"),
+    (["--manifold-model", "/nonexistent/cvae-2d"], "--manifold-model /nonexistent/cvae-2d: no "
+                                                   "such model"),
+], ids=["iwae-k-0", "no-classifier", "no-manifold-model"])
+def test_evaluate_bad_input_is_an_error_and_writes_nothing(trained, tmp_path, extra, message):
+    out = tmp_path / "report"
+    result = run_python("-m", "pipelines.evaluate", "--model", str(trained["export"]),
+                        "--out", str(out), *extra)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_classifier_refuses_zero_epochs(tmp_path):
+    result = run_python("-m", "pipelines.train_classifier", "--epochs", "0",
+                        "--out", str(tmp_path / "classifier"))
+    assert result.returncode == 2
+    assert "classifier: epochs=0 must be >= 1" in result.stderr
+    assert list(tmp_path.iterdir()) == []

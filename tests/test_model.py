@@ -1,5 +1,7 @@
 """The CVAE's layers, label checks, gradients, and the shared train/test loss."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -122,3 +124,45 @@ def test_tutorial_networks_are_tensorflow_tutorials():
     tutorial = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (6 * 6 * 64 * 4 + 4) \
         + (2 * 1568 + 1568) + (9 * 32 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 + 1)
     assert model.count_params() == tutorial + label_weights
+
+
+def test_guidance_extrapolates_from_the_label_free_parameters():
+    from cvae.config import Config
+
+    config = Config().replace(guidance=2.5, label_dropout=0.1).model
+    model = build_model(config, seed=1)
+    z = tf.random.stateless_normal([3, config.latent_dim], [4, 5])
+    labels = tf.constant([1, 5, 8])
+    labelled = model.decoder(z, one_hot_labels(labels))
+    free = model.decoder(z, tf.zeros([3, 10]))
+    np.testing.assert_allclose(model.guided_params(z, labels).numpy(),
+                               (free + 2.5 * (labelled - free)).numpy(), rtol=1e-5, atol=1e-5)
+    model.config = dataclasses.replace(config, guidance=1.0)
+    np.testing.assert_allclose(model.guided_params(z, labels).numpy(), labelled.numpy())
+
+
+def test_label_dropout_hides_that_fraction_of_labels_in_training_only():
+    from cvae.config import Config
+    from cvae.train import compiled_model
+
+    config = Config().replace(label_dropout=0.25)
+    model = compiled_model(config)
+    x = tf.zeros([4000, 28, 28, 1])
+    labels = tf.zeros([4000], tf.int32)
+    seen = []
+    original = model.encoder.call
+
+    def spy(x, y):
+        seen.append(y)
+        return original(x, y)
+
+    model.encoder.call = spy
+    model((x, labels), training=True)
+    model((x, labels), training=True)  # the same step: the same labels hidden
+    model((x, labels), training=False)
+    hidden = [float(tf.reduce_mean(1.0 - tf.reduce_sum(y, 1))) for y in seen]
+    assert 0.23 < hidden[0] < 0.27 and hidden[1] == hidden[0] and hidden[2] == 0.0
+    assert np.array_equal(seen[0].numpy(), seen[1].numpy())
+    model.optimizer.iterations.assign(1)
+    model((x, labels), training=True)
+    assert not np.array_equal(seen[3].numpy(), seen[0].numpy())  # another step, another mask
