@@ -66,18 +66,24 @@ def test_shipped_classifier_reaches_its_test_accuracy():
     assert accuracy == metrics["test_accuracy"]
 
 
-def test_shipped_model_samples_carry_their_label():
-    """Conditional accuracy of the shipped model by the shipped classifier, on 100 samples per
-    class (the report uses 1,000): >= 0.95 overall and >= 0.80 for every class."""
+def test_shipped_model_samples_carry_their_label_as_the_report_says():
+    """Conditional accuracy of the shipped model by the shipped classifier on 100 samples per
+    class, with other seeds than the report's 1,000: overall within 0.03 of the report in
+    docs/report/metrics.json (whose model must be the shipped one), every class within 0.15."""
     from cvae import classifier
     from cvae import metrics as m
+    from conftest import REPO
 
+    report = json.loads((REPO / "docs" / "report" / "metrics.json").read_text())["model"]
+    assert report["model"] == f"saved_models/cvae/{SHIPPED.name}"
     classify = classifier.load()[0]
     generate = tf.saved_model.load(str(SHIPPED)).signatures["serving_default"]
     wanted = np.repeat(np.arange(10, dtype=np.int32), 100)
-    seeds = np.arange(5000, 6000, dtype=np.int32)  # not the report's seeds
+    seeds = np.arange(5000, 6000, dtype=np.int32)
     samples = generate(label=wanted, seed=seeds)["images"].numpy()
     predicted = classifier.predict(classify, samples)["probabilities"].argmax(1)
     per_class = m.per_class_accuracy(m.confusion_matrix(wanted, predicted, 10))
-    assert (predicted == wanted).mean() >= 0.95
-    assert per_class.min() >= 0.80, per_class
+    reported = report["conditional_accuracy"]
+    assert abs((predicted == wanted).mean() - reported["overall"]) <= 0.03
+    for c, name in enumerate(reported["per_class"]):
+        assert abs(per_class[c] - reported["per_class"][name]) <= 0.15, name
