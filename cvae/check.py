@@ -41,6 +41,7 @@ ALLOWED_OPS = frozenset({
     # arrays
     "ConcatV2", "Const", "Identity", "OneHot", "Pack", "Placeholder", "Range", "Reshape",
     "SelectV2", "Shape", "Split", "Squeeze", "StridedSlice", "Tile",
+    "ZerosLike",  # guidance's label-free condition
     # control flow: function calls, and tf.map_fn's loop over per-row seeds with its tensor list
     "NoOp", "StatefulPartitionedCall", "StatelessWhile", "TensorListFromTensor",
     "TensorListGetItem", "TensorListReserve", "TensorListSetItem", "TensorListStack",

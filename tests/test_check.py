@@ -214,7 +214,8 @@ def test_the_command_line_check(trained, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--run", "runs/x"], "argument --run: not allowed with argument --check"),
-    (["--model-dir", "saved_models/cvae"], "--model-dir goes with --run, not --check"),
+    (["--model-dir", "saved_models/cvae"], "--model-dir and --guidance go with --run, not --check"),
+    (["--guidance", "2"], "--model-dir and --guidance go with --run, not --check"),
 ])
 def test_the_command_line_refuses_check_with_run_options(extra, message):
     result = run_python("-m", "pipelines.export", "--check", "saved_models/cvae/1", *extra)
