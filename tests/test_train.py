@@ -135,13 +135,13 @@ def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, 
 
     config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
     model = compiled_model(config)
-    assert model.decoder.up1.compute_dtype == precision.removeprefix("mixed_")
-    assert model.decoder.up1.kernel.dtype == "float32"  # weights stay float32
+    assert model.decoder.hidden[0].compute_dtype == precision.removeprefix("mixed_")
+    assert model.decoder.hidden[0].kernel.dtype == "float32"  # weights stay float32
     assert model.decoder.out.compute_dtype == "float32"  # and so do the likelihood's parameters
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
         precision == "mixed_float16")
     mixed = train(config, verbose=0)
-    assert mixed.model.decoder.up1.compute_dtype == "float32"  # what is evaluated and exported
+    assert mixed.model.decoder.hidden[0].compute_dtype == "float32"  # what is evaluated and exported
     plain = train(config.replace(name="plain", precision="float32"), verbose=0)
     # 16-bit arithmetic, the same training: close, not equal.
     assert mixed.metrics["validation"]["neg_elbo"] == pytest.approx(
