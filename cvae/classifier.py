@@ -137,12 +137,9 @@ def train_classifier(config: ClassifierConfig, data_config: DataConfig = DataCon
 def predict(classify, images: np.ndarray, batch_size: int = 1000) -> dict[str, np.ndarray]:
     """Runs `classify` (a loaded classifier's function) over float32 images [N, 28, 28, 1] in
     batches; returns {"logits", "probabilities", "features"} as arrays."""
-    parts: dict[str, list] = {}
-    for start in range(0, len(images), batch_size):
-        out = classify(tf.constant(images[start:start + batch_size], tf.float32))
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.numpy())
-    return {key: np.concatenate(values) for key, values in parts.items()}
+    from cvae.generate import batched
+
+    return batched(classify, {"images": np.asarray(images, np.float32)}, batch_size)
 
 
 def load(model_dir: str = CLASSIFIER_DIR, version: int | None = None):

@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from cvae import metrics as m
 from cvae.data import Splits, binarize_static
-from cvae.generate import ModelLoadError, ServedModel, seeds_for
+from cvae.losses import kl_to_standard_normal
+from cvae.generate import ModelLoadError, ServedModel, batched, seeds_for
 from cvae.labels import NUM_CLASSES
 
 LOG_2PI = math.log(2 * math.pi)
@@ -73,19 +74,9 @@ def model_images(model: ServedModel, gray: np.ndarray, seed: int) -> np.ndarray:
     return (u < gray).astype(np.float32)
 
 
-def _batched(fn, arrays: dict, batch: int) -> dict[str, np.ndarray]:
-    n = len(next(iter(arrays.values())))
-    parts: dict[str, list] = {}
-    for start in range(0, n, batch):
-        out = fn(**{k: tf.constant(v[start:start + batch]) for k, v in arrays.items()})
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.numpy())
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 def encode(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    return _batched(model.signatures["encode"], {"images": images.astype(np.float32),
-                                                 "label": labels.astype(np.int32)}, 1000)
+    return batched(model.signatures["encode"], {"images": images.astype(np.float32),
+                                                "label": labels.astype(np.int32)})
 
 
 def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray, k: int,
@@ -126,8 +117,8 @@ def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray
         iwae.append(m.log_mean_exp(log_w, axis=1))
         elbo.append(log_w.mean(1))
         recon.append(log_px.numpy().astype(np.float64).mean(1))
-    mean, stddev = posterior["mean"].astype(np.float64), posterior["stddev"].astype(np.float64)
-    kl = 0.5 * np.sum(mean ** 2 + stddev ** 2 - 1.0 - 2.0 * np.log(stddev), axis=1)
+    kl = kl_to_standard_normal(posterior["mean"].astype(np.float64),
+                               posterior["stddev"].astype(np.float64)).numpy()
     return {"iwae": np.concatenate(iwae), "elbo": np.concatenate(elbo),
             "recon": np.concatenate(recon), "kl": kl}
 
@@ -137,20 +128,27 @@ def generate_per_class(model: ServedModel, per_class: int, seed: int) -> tuple[n
     """(images [10 * per_class, 28, 28, 1], labels): per_class samples of each class."""
     labels = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
     seeds = seeds_for(seed, len(labels))
-    out = _batched(model.signatures["serving_default"], {"label": labels, "seed": seeds}, 1000)
+    out = batched(model.signatures["serving_default"], {"label": labels, "seed": seeds})
     return out["images"], labels
 
 
-def _classified(classify, images: np.ndarray) -> dict[str, np.ndarray]:
+def real_features(splits: Splits, classify) -> dict[str, np.ndarray]:
+    """The classifier's penultimate features of the test images ("test") and of the held-out
+    validation images ("held_out"): the real side of every model's Fréchet distance and
+    diversity, the same for all models."""
     from cvae.classifier import predict
 
-    return predict(classify, images)
+    return {name: predict(classify, images.astype(np.float32)[..., None] / 255.0)["features"]
+            for name, images in (("test", splits.test[0]), ("held_out", splits.validation[0]))}
 
 
 def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = Settings(),
-             log=print) -> tuple[dict, dict]:
+             log=print, real: dict[str, np.ndarray] | None = None) -> tuple[dict, dict]:
     """(metrics, arrays): the figures of one model, and the arrays the report's pictures need
-    (samples and their labels, the confusion matrix)."""
+    (samples and their labels, the confusion matrix). `real`: `real_features(splits,
+    classify)`, computed here if not given (pass it when evaluating several models)."""
+    from cvae.classifier import predict
+
     started = time.perf_counter()
     gray_test = splits.test[0].astype(np.float32)[..., None] / 255.0
     test_labels = splits.test[1].astype(np.int32)
@@ -181,14 +179,14 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         f" KL {results['test']['kl']:.2f}); -IWAE(k={settings.iwae_k}) {iwae:.2f} ± {iwae_se:.2f}"
         f" nats/image over {n} images in {results['test']['seconds']:.0f} s")
 
-    reconstructed = _batched(model.signatures["reconstruct"],
-                             {"images": own, "label": test_labels[:n]}, 1000)["images"]
+    reconstructed = batched(model.signatures["reconstruct"],
+                            {"images": own, "label": test_labels[:n]})["images"]
     error = reconstructed - gray_test[:n]
     results["reconstruction"] = {"mse": float((error ** 2).mean()),
                                  "mae": float(np.abs(error).mean())}
 
     samples, sample_labels = generate_per_class(model, settings.samples_per_class, settings.seed)
-    sampled = _classified(classify, samples)
+    sampled = predict(classify, samples)
     predicted = sampled["probabilities"].argmax(1)
     confusion = m.confusion_matrix(sample_labels, predicted, NUM_CLASSES)
     per_class = m.per_class_accuracy(confusion)
@@ -199,15 +197,15 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         "samples_per_class": settings.samples_per_class,
     }
 
-    real = _classified(classify, gray_test)["features"]
-    held_out = _classified(classify, splits.validation[0].astype(np.float32)[..., None] / 255.0)
-    size = min(settings.frechet_images, len(held_out["features"]), len(samples))
+    real = real or real_features(splits, classify)
+    held_out, real = real["held_out"], real["test"]
+    size = min(settings.frechet_images, len(held_out), len(samples))
     # The same number of samples of every class (test and held-out images are near balanced).
     take = np.argsort(np.tile(np.arange(settings.samples_per_class), NUM_CLASSES),
                       kind="stable")[:size]
     results["frechet"] = {
         "samples": m.frechet_distance(sampled["features"][take], real),
-        "held_out_real": m.frechet_distance(held_out["features"][:size], real),
+        "held_out_real": m.frechet_distance(held_out[:size], real),
         "images": size,
     }
 
@@ -247,7 +245,14 @@ def comparable_bound(model: ServedModel, splits: Splits, k: int, binarized: bool
     own = model_images(model, gray, seed)[:n]
     bounds = likelihood_bounds(model, own, labels[:n], k, seed, binarized=binarized)
     neg, se = m.mean_and_standard_error(-bounds["iwae"])
+    return bound_summary(model, k, n, neg, se, round(time.perf_counter() - t, 1))
+
+
+def bound_summary(model: ServedModel, k: int, images: int, neg_iwae: float,
+                  standard_error: float, seconds: float) -> dict:
+    """A k-sample -IWAE over `images` test images as `comparable_bound` reports it, with
+    "neg_log_px_bound" = -IWAE + log 10 for a conditional model (see there)."""
     conditional = model.config["model"].get("conditional", True)
-    return {"k": k, "images": n, "neg_iwae_given_label": neg if conditional else None,
-            "neg_log_px_bound": neg + (math.log(NUM_CLASSES) if conditional else 0.0),
-            "standard_error": se, "seconds": round(time.perf_counter() - t, 1)}
+    return {"k": k, "images": images, "neg_iwae_given_label": neg_iwae if conditional else None,
+            "neg_log_px_bound": neg_iwae + (math.log(NUM_CLASSES) if conditional else 0.0),
+            "standard_error": standard_error, "seconds": seconds}

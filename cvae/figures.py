@@ -143,12 +143,9 @@ def manifold(model: ServedModel, classes=(0, 7, 8), size: int = 12) -> bytes:
 
 def latent_scatter(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> bytes:
     """The test set's posterior means (2-D latent model), coloured by class."""
-    means = []
-    for start in range(0, len(images), 1000):
-        means.append(model.signatures["encode"](
-            images=tf.constant(images[start:start + 1000]),
-            label=tf.constant(labels[start:start + 1000]))["mean"].numpy())
-    means = np.concatenate(means)
+    from cvae.evaluate import encode
+
+    means = encode(model, images, labels)["mean"]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     cmap = plt.get_cmap("tab10")
     for c in range(NUM_CLASSES):

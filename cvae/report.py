@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -20,7 +19,6 @@ from cvae.config import Config
 from cvae.export import ASSETS_EXTRA, TRAINING_LOGS, versions
 from cvae.files import require_writable
 from cvae.generate import ServedModel, load
-from cvae.labels import NUM_CLASSES
 
 # Targets of the shipped model (issue "Measured quality").
 TARGETS = {"accuracy": 0.95, "accuracy_per_class": 0.80, "frechet_vs_tutorial": 0.5,
@@ -167,12 +165,8 @@ def _comparable(model: ServedModel, splits, k: int, seed: int, images: int | Non
     out = {"k": k}
     if evaluated is not None and evaluated["test"]["iwae_k"] == k and (gray or static):
         t = evaluated["test"]
-        conditional = config.get("conditional", True)
-        out["gray" if gray else "binarized"] = {
-            "k": k, "images": t["images"],
-            "neg_iwae_given_label": t["neg_iwae"] if conditional else None,
-            "neg_log_px_bound": t["neg_iwae"] + (math.log(NUM_CLASSES) if conditional else 0.0),
-            "standard_error": t["neg_iwae_standard_error"], "seconds": 0.0}
+        out["gray" if gray else "binarized"] = ev.bound_summary(
+            model, k, t["images"], t["neg_iwae"], t["neg_iwae_standard_error"], 0.0)
     if "binarized" not in out:
         out["binarized"] = ev.comparable_bound(model, splits, k, True, seed, images)
     if gray and "gray" not in out:
@@ -195,7 +189,7 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ReportError(f"--out {out_dir} already exists; give a new folder (nothing was "
                           f"written)")
-    require_writable(out_dir.parent if str(out_dir.parent) else Path("."), "the report")
+    require_writable(out_dir.parent, "the report")
     main = load(model_dir, version)
     manifold_path = Path(manifold_model) if manifold_model else None
     if manifold_path is not None and not manifold_path.exists():
@@ -206,7 +200,8 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
     test_labels = splits.test[1].astype(np.int32)
 
     log(f"evaluating {main.path}")
-    results, arrays = ev.evaluate(main, splits, classify, settings, log)
+    real = ev.real_features(splits, classify)  # the same for every model evaluated here
+    results, arrays = ev.evaluate(main, splits, classify, settings, log, real)
     results["epochs"] = main.config["train"]["epochs"]
     results["classifier"] = {"path": str(classifier_path),
                              "test_accuracy": classifier_metrics["test_accuracy"]}
@@ -218,7 +213,8 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
         for recipe in COMPARISONS:
             model = comparison_model(main, recipe, Path(models_dir), log)
             log(f"evaluating {model.path} (--compare, k={compare_k})")
-            other, other_arrays = ev.evaluate(model, splits, classify, comparison_settings, log)
+            other, other_arrays = ev.evaluate(model, splits, classify, comparison_settings, log,
+                                              real)
             other["epochs"] = model.config["train"]["epochs"]
             other["comparable"] = _comparable(model, splits, compare_k, settings.seed,
                                               settings.iwae_images, log, other)

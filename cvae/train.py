@@ -18,6 +18,7 @@ from cvae import data, images
 from cvae.config import Config
 from cvae.files import atomic_write_text, require_writable
 from cvae.labels import NUM_CLASSES
+from cvae.metrics import bits_per_dim
 from cvae.model import CVAE, build_model
 
 
@@ -321,7 +322,7 @@ def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> 
                                 return_dict=True, verbose=0)
         metrics[split] = {k: float(v) for k, v in result.items() if k != "loss"}
         if config.model.likelihood == "discretized_logistic":  # discrete, over 8 bits
-            metrics[split]["bits_per_dim"] = metrics[split]["neg_elbo"] / (28 * 28 * math.log(2))
+            metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["neg_elbo"])
     return metrics
 
 
