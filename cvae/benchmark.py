@@ -590,8 +590,16 @@ def _describe(config: Config) -> str:
     t, m = config.train, config.model
     return (f"batch {config.data.batch_size}, {t.precision}, steps_per_execution "
             f"{t.steps_per_execution}, jit_compile {t.jit_compile}, Adam {t.learning_rate:g}, "
-            f"beta {t.beta:g}; latent {m.latent_dim}, filters {list(m.encoder_filters)}/"
-            f"{list(m.decoder_filters)}, hidden {m.hidden_dim}, {m.likelihood}")
+            f"beta {t.beta:g}; latent {m.latent_dim}, encoder {list(m.encoder_filters)} + "
+            f"{m.hidden_dim}, decoder {_decoder(m)}, {m.likelihood}")
+
+
+def _decoder(m) -> str:
+    if m.architecture == "mlp":
+        return f"mlp {list(m.decoder_hidden)}"
+    if m.architecture == "conv":
+        return f"conv {m.hidden_dim} + {list(m.decoder_filters)}"
+    return m.architecture
 
 
 def _header(results: dict) -> list[str]:

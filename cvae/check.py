@@ -47,6 +47,8 @@ ALLOWED_OPS = frozenset({
     "TensorListGetItem", "TensorListReserve", "TensorListSetItem", "TensorListStack",
     # variables, read only
     "ReadVariableOp", "VarHandleOp",
+    # serving_default's per-class codes (cvae.sampling): gather the label's Gaussian, L @ eps
+    "BatchMatMulV2", "ExpandDims", "ResourceGather",
     # stateless random (z from each request's seed)
     "StatelessRandomGetKeyCounter", "StatelessRandomNormalV2",
     # run-time checks (label range, pixel range, batch sizes)

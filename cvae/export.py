@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from cvae import likelihoods
+from cvae import likelihoods, sampling
 from cvae.config import Config
 from cvae.data import binarize_static
 from cvae.files import require_writable
@@ -134,7 +134,9 @@ def _same_batch(**tensors) -> None:
 class ServingModule(tf.Module):
     """The exported functions. Every input is batched along dimension 0."""
 
-    def __init__(self, model: CVAE):
+    def __init__(self, model: CVAE, sampler: sampling.LatentSampler | None = None):
+        """`sampler`: where `serving_default` takes its codes (`cvae.sampling`); by default the
+        N(0, I) prior at the config's temperature."""
         super().__init__(name="cvae_serving")
         # Track the plain tf.Variables under the Keras variables, not the Keras model. Tracking
         # the model would also trace its own default signature; tracking Keras variables makes
@@ -144,6 +146,13 @@ class ServingModule(tf.Module):
         self.model_variables = [v.value for v in model.variables]
         object.__setattr__(self, "model", model)  # untracked reference for the functions
         latent = model.config.latent_dim
+        sampler = sampler or sampling.standard_normal(latent, model.config.temperature)
+        if sampler.latent_dim != latent:
+            raise ValueError(f"sampler of {sampler.latent_dim} dimensions for a model of {latent}")
+        self.sampling_loc = tf.Variable(sampler.loc, trainable=False, name="sampling_loc")
+        self.sampling_scale_tril = tf.Variable(sampler.scale_tril, trainable=False,
+                                               name="sampling_scale_tril")
+        self.temperature = float(sampler.temperature)
         self.generate = _serving_function(self._generate, "serving_default", latent)
         self.decode = _serving_function(self._decode, "decode", latent)
         self.encode = _serving_function(self._encode, "encode", latent)
@@ -162,14 +171,17 @@ class ServingModule(tf.Module):
         return self.model.decode(z, label, guided=guided)
 
     def _generate(self, label, seed):
-        """z ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
-        gives the same z in any process and any batch), then the decoder's mean."""
+        """eps ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
+        gives the same z in any process and any batch), z = loc[label] + temperature *
+        scale_tril[label] @ eps (`cvae.sampling`), then the decoder's image."""
         _same_batch(label=label, seed=seed)
         one_hot_labels(label)  # fail fast, before sampling, on a label out of range
-        z = tf.map_fn(
+        eps = tf.map_fn(
             lambda s: tf.random.stateless_normal([self.model.config.latent_dim],
                                                  seed=tf.stack([s, 0])),
             seed, fn_output_signature=tf.float32)
+        z = sampling.latents(self.sampling_loc, self.sampling_scale_tril, self.temperature,
+                             label, eps)
         return {"images": self._decode_mean(z, label), "z": z}
 
     def _decode(self, z, label):
@@ -315,15 +327,24 @@ TRAINING_LOGS = "training_logs"  # assets.extra/training_logs/{train,validation}
 
 
 def export(model: CVAE, config: Config, metrics: dict | None,
-           base_dir: str | os.PathLike, logs_dir: str | os.PathLike | None = None) -> Path:
+           base_dir: str | os.PathLike, logs_dir: str | os.PathLike | None = None,
+           sampler: sampling.LatentSampler | None = None) -> Path:
     """Writes the model as the next version under `base_dir` (see `write_version`) and returns
     its path. `logs_dir`, a run's TensorBoard folder, has its train and validation scalars
-    copied into assets.extra/training_logs/ (for the training curves of `pipelines.evaluate`)."""
+    copied into assets.extra/training_logs/ (for the training curves of `pipelines.evaluate`).
+    `sampler`: the codes of `serving_default`; by default the one `config.model.sampling` asks
+    for, fitted to the config's training images (`cvae.sampling.for_model`)."""
     # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
     model_name = Path(base_dir).resolve().name
+    if sampler is None:
+        from cvae.data import load_splits
+
+        training = load_splits(config.data).train if config.model.sampling != "prior" \
+            else (None, None)
+        sampler = sampling.for_model(model, config.model, *training)
 
     def fill(tmp: Path) -> None:
-        module = ServingModule(model)
+        module = ServingModule(model, sampler)
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         extra = tmp / ASSETS_EXTRA
         extra.mkdir()

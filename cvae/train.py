@@ -44,7 +44,9 @@ class TrainResult:
 
 def sample_grid(model: CVAE, columns: int = 10, seed: int = 0) -> np.ndarray:
     """uint8 [H, W, 1]: one row per class, one column per latent code; the column's z is the same
-    for every class, so a column shows one "style" drawn as each garment."""
+    for every class, so a column shows one "style" drawn as each garment. The codes are the
+    prior's: the per-class sampler (`cvae.sampling`) is fitted at export, and the exported
+    version's grid is written to <run>/class_grid.png then."""
     z = tf.random.stateless_normal([columns, model.config.latent_dim], seed=[seed, 0])
     z = tf.tile(z, [NUM_CLASSES, 1])
     labels = tf.repeat(tf.range(NUM_CLASSES), columns)

@@ -1,6 +1,7 @@
 """Exports a training run's last checkpoint as the next SavedModel version, or checks a version.
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae] [--guidance W]
+        [--sampling class_posterior|prior] [--temperature T]
     python -m pipelines.export --check saved_models/cvae/N
 
 (`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
@@ -26,9 +27,18 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, metavar="W",
                         help="export with this guidance instead of the run's (an inference "
                              "setting: it changes the images shown, not the trained weights)")
+    parser.add_argument("--sampling", choices=("class_posterior", "prior"),
+                        help="where generated images take their latent codes from, instead of "
+                             "the run's (an inference setting, like --guidance)")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="spread of the sampled codes instead of the run's (an inference "
+                             "setting, like --guidance)")
     args = parser.parse_args(argv)
-    if args.check and (args.model_dir or args.guidance is not None):
-        parser.error("--model-dir and --guidance go with --run, not --check")
+    overrides = {name: getattr(args, name) for name in ("guidance", "sampling", "temperature")
+                 if getattr(args, name) is not None}
+    if args.check and (args.model_dir or overrides):
+        parser.error("--model-dir, --guidance, --sampling and --temperature go with --run, "
+                     "not --check")
     if args.check:
         from cvae import check
 
@@ -39,8 +49,8 @@ def main(argv=None) -> None:
     from cvae import export, train
 
     result = train.load_run(args.run)
-    if args.guidance is not None:
-        result.config = result.config.replace(guidance=args.guidance)  # validated here
+    if overrides:
+        result.config = result.config.replace(**overrides)  # validated here
         result.model.config = result.config.model
     export.export_run(result, args.model_dir)
 

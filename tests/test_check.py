@@ -212,10 +212,15 @@ def test_the_command_line_check(trained, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
+RUN_ONLY = "--model-dir, --guidance, --sampling and --temperature go with --run, not --check"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--run", "runs/x"], "argument --run: not allowed with argument --check"),
-    (["--model-dir", "saved_models/cvae"], "--model-dir and --guidance go with --run, not --check"),
-    (["--guidance", "2"], "--model-dir and --guidance go with --run, not --check"),
+    (["--model-dir", "saved_models/cvae"], RUN_ONLY),
+    (["--guidance", "2"], RUN_ONLY),
+    (["--sampling", "prior"], RUN_ONLY),
+    (["--temperature", "0.5"], RUN_ONLY),
 ])
 def test_the_command_line_refuses_check_with_run_options(extra, message):
     result = run_python("-m", "pipelines.export", "--check", "saved_models/cvae/1", *extra)

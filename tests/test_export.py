@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import export as export_lib
+from cvae import export as export_lib, sampling
 from cvae.config import Config
+from cvae.data import load_splits
 from cvae.model import build_model
 from conftest import REPO, run_python
 
@@ -54,9 +55,15 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
                                    model.decode(posterior["mean"], label, guided=False), **close)
         np.testing.assert_allclose(got("restyle/images"),
                                    model.decode(posterior["mean"], target), **close)
-        z = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
-                      for s in inputs["seed"]])
-        np.testing.assert_array_equal(got("serving_default/z"), z)
+        # z = loc[label] + T * L[label] @ eps, the Gaussians fitted to the training images
+        # (cvae.sampling), eps from each row's seed.
+        eps = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
+                        for s in inputs["seed"]])
+        fitted = sampling.for_model(model, model.config,
+                                    *load_splits(Config.small().data).train)
+        z = fitted.loc[label] + model.config.temperature * np.einsum(
+            "bij,bj->bi", fitted.scale_tril[label], eps)
+        np.testing.assert_allclose(got("serving_default/z"), z, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got("serving_default/images"), model.decode(z, label), **close)
         images = got("serving_default/images")
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1

@@ -104,7 +104,7 @@ def test_unconditional_model_ignores_the_label_and_conditional_one_does_not():
 
     z = tf.random.stateless_normal([4, 16], [0, 1])
     for conditional in (True, False):
-        config = Config().replace(conditional=conditional).model
+        config = (Config() if conditional else Config().unconditional()).model
         model = build_model(config, seed=3)
         a = model.decode(z, tf.constant([0, 1, 2, 3])).numpy()
         b = model.decode(z, tf.constant([9, 8, 7, 6])).numpy()
