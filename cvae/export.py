@@ -28,10 +28,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from cvae import likelihoods, sampling
 from cvae.config import Config
-from cvae.data import binarize_static
+from cvae.data import binarize_static, load_splits
 from cvae.files import require_writable
 from cvae.labels import CLASS_NAMES, NUM_CLASSES
-from cvae.model import CVAE, one_hot_labels
+from cvae.model import CVAE, checked_labels, one_hot_labels
 
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for in assets.extra/
@@ -135,8 +135,8 @@ class ServingModule(tf.Module):
     """The exported functions. Every input is batched along dimension 0."""
 
     def __init__(self, model: CVAE, sampler: sampling.LatentSampler | None = None):
-        """`sampler`: where `serving_default` takes its codes (`cvae.sampling`); by default the
-        N(0, I) prior at the config's temperature."""
+        """`sampler`: where `serving_default` takes its codes (`cvae.sampling`); it may be left
+        out only for a model configured with sampling="prior" (N(0, I) at its temperature)."""
         super().__init__(name="cvae_serving")
         # Track the plain tf.Variables under the Keras variables, not the Keras model. Tracking
         # the model would also trace its own default signature; tracking Keras variables makes
@@ -146,7 +146,11 @@ class ServingModule(tf.Module):
         self.model_variables = [v.value for v in model.variables]
         object.__setattr__(self, "model", model)  # untracked reference for the functions
         latent = model.config.latent_dim
-        sampler = sampler or sampling.standard_normal(latent, model.config.temperature)
+        if sampler is None:
+            if model.config.sampling != "prior":
+                raise ValueError(f"sampling={model.config.sampling!r} needs the fitted sampler "
+                                 f"(cvae.sampling.for_model)")
+            sampler = sampling.standard_normal(latent, model.config.temperature)
         if sampler.latent_dim != latent:
             raise ValueError(f"sampler of {sampler.latent_dim} dimensions for a model of {latent}")
         self.sampling_loc = tf.Variable(sampler.loc, trainable=False, name="sampling_loc")
@@ -175,7 +179,7 @@ class ServingModule(tf.Module):
         gives the same z in any process and any batch), z = loc[label] + temperature *
         scale_tril[label] @ eps (`cvae.sampling`), then the decoder's image."""
         _same_batch(label=label, seed=seed)
-        one_hot_labels(label)  # fail fast, before sampling, on a label out of range
+        label = checked_labels(label)  # a label out of range fails here, before the gathers
         eps = tf.map_fn(
             lambda s: tf.random.stateless_normal([self.model.config.latent_dim],
                                                  seed=tf.stack([s, 0])),
@@ -332,19 +336,26 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     """Writes the model as the next version under `base_dir` (see `write_version`) and returns
     its path. `logs_dir`, a run's TensorBoard folder, has its train and validation scalars
     copied into assets.extra/training_logs/ (for the training curves of `pipelines.evaluate`).
-    `sampler`: the codes of `serving_default`; by default the one `config.model.sampling` asks
-    for, fitted to the config's training images (`cvae.sampling.for_model`)."""
+    `sampler`: the codes of `serving_default`, of the kind and temperature `config.model` names;
+    by default the one it asks for, fitted to the config's training images
+    (`cvae.sampling.for_model`). `config` is what assets.extra/config.json records, so its
+    model section must be the model's own."""
+    if model.config != config.model:
+        raise ValueError("export: the model's config differs from the config to be recorded "
+                         "(set both, as pipelines.export does for --guidance)")
+    if sampler is not None and sampler.temperature != config.model.temperature:
+        raise ValueError(f"export: the sampler's temperature {sampler.temperature} is not the "
+                         f"config's {config.model.temperature}")
     # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
     model_name = Path(base_dir).resolve().name
-    if sampler is None:
-        from cvae.data import load_splits
-
-        training = load_splits(config.data).train if config.model.sampling != "prior" \
-            else (None, None)
-        sampler = sampling.for_model(model, config.model, *training)
 
     def fill(tmp: Path) -> None:
-        module = ServingModule(model, sampler)
+        fitted = sampler
+        if fitted is None:  # here, after write_version has vetted the base path
+            training = (load_splits(config.data).train if config.model.sampling != "prior"
+                        else (None, None))
+            fitted = sampling.for_model(model, config.model, *training)
+        module = ServingModule(model, fitted)
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         extra = tmp / ASSETS_EXTRA
         extra.mkdir()

@@ -52,12 +52,13 @@ def one_per_class(labels: np.ndarray, nth: int = 0) -> np.ndarray:
 
 
 def class_grid(model: ServedModel, columns: int = 10) -> bytes:
-    """One row per class; column j uses the same seed (so the same z) in every row."""
+    """One row per class; column j uses seed j in every row: the same noise, drawn through each
+    class's code distribution (the same z when the export samples from the prior)."""
     n = NUM_CLASSES
     out = generate(model, labels=[c for c in range(n) for _ in range(columns)],
                    seeds=[j for _ in range(n) for j in range(columns)])
     return image_table(out["images"], n, columns, row_names=model.class_names,
-                       title="samples: one row per class, one z per column")
+                       title="samples: one row per class, one seed per column")
 
 
 def reconstructions(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> bytes:

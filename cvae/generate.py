@@ -131,8 +131,9 @@ def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
 
 
 def class_grid(model: ServedModel, columns: int = 10) -> np.ndarray:
-    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row, so the same z,
-    and shows one "style" drawn as each garment."""
+    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row: the same noise
+    eps, placed in each class's code distribution (`cvae.sampling`), so a column shows one
+    "style" drawn as each garment."""
     from cvae import images
 
     n = len(model.class_names)

@@ -15,9 +15,9 @@ tfd = tfp.distributions
 METRICS = ("loss", "neg_elbo", "recon", "kl")
 
 
-def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tensor:
-    """One-hot float32 [B, num_classes] of int labels [B]; a label outside 0..num_classes-1
-    raises InvalidArgumentError (tf.one_hot alone would give an all-zero condition)."""
+def checked_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tensor:
+    """`labels` (int [B]), computed only after checking they are in 0..num_classes-1: anything
+    that reads the result fails with InvalidArgumentError "label out of range" first."""
     labels = tf.convert_to_tensor(labels)
     if not labels.dtype.is_integer:
         raise TypeError(f"labels must be integers, got {labels.dtype.name}")
@@ -30,7 +30,13 @@ def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tens
             message=f"label out of range: labels must be in 0..{num_classes - 1}"),
     ]
     with tf.control_dependencies(checks):
-        return tf.one_hot(labels, num_classes, dtype=tf.float32)
+        return tf.identity(labels)
+
+
+def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tensor:
+    """One-hot float32 [B, num_classes] of int labels [B]; a label outside 0..num_classes-1
+    raises InvalidArgumentError (tf.one_hot alone would give an all-zero condition)."""
+    return tf.one_hot(checked_labels(labels, num_classes), num_classes, dtype=tf.float32)
 
 
 def with_label_planes(h: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:

@@ -4,7 +4,8 @@ The model is trained with the standard normal prior p(z) = N(0, I), and its ELBO
 are always of that prior. Generation may instead draw z from a Gaussian fitted, after
 training, to each class's aggregate posterior q(z|y) = E_{x|y}[q(z|x, y)] over the training
 images ("ex-post density estimation": Ghosh et al., 2020, "From Variational to Deterministic
-Autoencoders"; Dai & Wipf, 2019, "Diagnosing and Enhancing VAE Models"). The KL term never
+Autoencoders"; related to the second stage of Dai & Wipf, 2019, "Diagnosing and Enhancing VAE
+Models", which fits a second VAE to the codes). The KL term never
 makes q(z|y) exactly N(0, I), and the decoder has only learnt to draw class y well where the
 training images of class y put their codes: prior samples that land elsewhere come out as a
 blend of garments. Sampling from the fitted Gaussians avoids those regions. A temperature T < 1
@@ -13,10 +14,12 @@ typical garments. An unconditional model gets one Gaussian of all the training c
 every label: the label says nothing to it, and per-class regions would bring the label back in
 through z.
 
-The fit is moment matching, exact for the mixture of the training images' posteriors:
-loc_y = mean of the posterior means; cov_y = covariance of the posterior means + mean of the
-posterior variances; L_y its Cholesky factor. It is deterministic (posterior means, no noise),
-so refitting a run gives the same numbers; the training images only, never validation or test.
+The fit matches the moments of the mixture of the training images' posteriors: loc_y = mean of
+the posterior means; cov_y = covariance of the posterior means (the sample estimate, over
+n - 1) + mean of the posterior variances; L_y its Cholesky factor. The encoder sees the images
+as training showed them (binarised for the Bernoulli likelihood, with fixed draws). It is
+deterministic (posterior means, no noise), so refitting a run gives the same numbers; the
+training images only, never validation or test.
 """
 
 from __future__ import annotations
@@ -26,7 +29,22 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from cvae.data import binarize_static
 from cvae.labels import NUM_CLASSES
+
+MIN_IMAGES_PER_CLASS = 2  # a covariance needs two codes
+
+
+def check_fittable(labels: np.ndarray) -> None:
+    """Raises ValueError naming the first class with too few training images for its Gaussian:
+    checked before training, so a small `--limit` fails at once rather than at export."""
+    counts = np.bincount(np.asarray(labels), minlength=NUM_CLASSES)
+    for c, count in enumerate(counts[:NUM_CLASSES]):
+        if count < MIN_IMAGES_PER_CLASS:
+            raise ValueError(f"sampling='class_posterior' fits a Gaussian to each class's "
+                             f"training codes, but class {c} has {count} training image(s) (at "
+                             f"least {MIN_IMAGES_PER_CLASS} needed): use more images (--limit) "
+                             f"or --sampling prior")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +57,9 @@ class LatentSampler:
     temperature: float
 
     def __post_init__(self):
+        # float32 like the model's codes (float64 variables would not meet float32 eps).
+        object.__setattr__(self, "loc", np.asarray(self.loc, np.float32))
+        object.__setattr__(self, "scale_tril", np.asarray(self.scale_tril, np.float32))
         d = self.loc.shape[-1]
         if self.loc.shape != (NUM_CLASSES, d) or self.scale_tril.shape != (NUM_CLASSES, d, d):
             raise ValueError(f"sampler: loc {self.loc.shape} and scale_tril "
@@ -90,9 +111,9 @@ def fit_class_gaussians(encode, images: np.ndarray, labels: np.ndarray, temperat
     locs, trils = [], []
     for c in range(NUM_CLASSES):
         mine = np.ones(len(labels), bool) if pooled else labels == c
-        if mine.sum() < 2:
+        if mine.sum() < MIN_IMAGES_PER_CLASS:
             raise ValueError(f"sampler: class {c} has {int(mine.sum())} training images; "
-                             f"fitting its Gaussian needs at least 2")
+                             f"fitting its Gaussian needs at least {MIN_IMAGES_PER_CLASS}")
         cov = np.cov(means[mine], rowvar=False) + np.diag(variances[mine].mean(0))
         locs.append(means[mine].mean(0))
         trils.append(np.linalg.cholesky(cov))
@@ -112,5 +133,8 @@ def for_model(model, config, images: np.ndarray | None, labels: np.ndarray | Non
     x = images.astype(np.float32)
     if x.ndim == 3:
         x = x[..., None] / 255.0
+    if config.likelihood == "bernoulli":  # the encoder was trained on binary pixels
+        x = (binarize_static(x).numpy() if config.binarization == "static" else
+             (np.random.default_rng(0).random(x.shape, np.float32) < x).astype(np.float32))
     return fit_class_gaussians(model.encode, x, np.asarray(labels), config.temperature,
                                pooled=not config.conditional)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cvae import data, images
+from cvae import data, images, sampling
 from cvae.config import Config
 from cvae.files import atomic_write_text, require_writable
 from cvae.labels import NUM_CLASSES
@@ -263,6 +263,8 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
     chief, worker_id = _task(strategy)
     require_writable(config.train.runs_dir, "runs")
     splits = data.load_splits(config.data)
+    if config.model.sampling == "class_posterior":  # fitted at export: fail now, not then
+        sampling.check_fittable(splits.train[1])
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
           f"{replicas} replica(s) of batch {config.data.batch_size // replicas}", flush=True)

@@ -257,7 +257,8 @@ def test_warmup_file_holds_real_requests_for_every_signature(trained):
 
 
 def test_serving_functions_take_the_contract_inputs_in_order(monkeypatch):
-    module = export_lib.ServingModule(build_model(Config.small().model))
+    prior = Config.small().replace(sampling="prior").model
+    module = export_lib.ServingModule(build_model(prior))
     for name, function in module.signatures().items():
         specs = function.input_signature
         assert [s.name for s in specs] == list(export_lib.SIGNATURES[name]["inputs"]), name
@@ -268,7 +269,7 @@ def test_serving_functions_take_the_contract_inputs_in_order(monkeypatch):
         "label": inputs["label"]}}
     monkeypatch.setattr(export_lib, "SIGNATURES", swapped)
     with pytest.raises(RuntimeError, match=r"_restyle takes \['images', 'label', 'target_label'\]"):
-        export_lib.ServingModule(build_model(Config.small().model))
+        export_lib.ServingModule(build_model(prior))
 
 
 def _listing(folder):

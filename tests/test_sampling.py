@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from cvae import export as export_lib, sampling
 from cvae.config import Config
+from cvae.data import load_splits
 from cvae.labels import NUM_CLASSES
 from cvae.model import build_model
 
@@ -128,7 +129,7 @@ def test_sampling_settings_and_old_configs():
 
 
 def test_export_serves_codes_from_the_sampler_it_was_given(tmp_path):
-    config = Config.small()
+    config = Config.small().replace(temperature=0.5)
     model = build_model(config.model)
     loc = np.arange(10 * 4, dtype=np.float32).reshape(10, 4)
     tril = np.tile(np.diag([1.0, 2.0, 3.0, 4.0]).astype(np.float32), [10, 1, 1])
@@ -146,21 +147,73 @@ def test_export_serves_codes_from_the_sampler_it_was_given(tmp_path):
     np.testing.assert_allclose(loaded.sampling_loc.numpy(), loc)
 
 
+def test_exports_that_would_misdescribe_themselves_are_refused(tmp_path):
+    config = Config.small()
+    model = build_model(config.model)
+    other = sampling.standard_normal(4, temperature=0.3)
+    with pytest.raises(ValueError, match="sampler's temperature 0.3 is not the config's 0.7"):
+        export_lib.export(model, config, {}, tmp_path / "a", sampler=other)
+    with pytest.raises(ValueError, match="the model's config differs from the config"):
+        export_lib.export(model, config.replace(guidance=3.0), {}, tmp_path / "b")
+    with pytest.raises(ValueError, match="sampling='class_posterior' needs the fitted sampler"):
+        export_lib.ServingModule(model)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_too_few_images_of_a_class_is_caught_before_training():
+    labels = np.repeat(np.arange(NUM_CLASSES), 3)
+    sampling.check_fittable(labels)
+    with pytest.raises(ValueError, match=r"class 4 has 1 training image\(s\)"):
+        sampling.check_fittable(np.concatenate([labels[labels != 4], [4]]))
+
+
+def test_samplers_are_float32_and_bernoulli_models_are_fitted_on_binary_pixels():
+    sampler = sampling.LatentSampler(np.zeros([10, 2]), np.tile(np.eye(2), [10, 1, 1]), 1.0)
+    assert sampler.loc.dtype == sampler.scale_tril.dtype == np.float32
+    seen = []
+
+    class Recorder:
+        @staticmethod
+        def encode(x, labels):
+            seen.append(x.numpy())
+            return _encode_first_pixels(x, labels)
+
+    gray = np.full([20, 28, 28], 100, np.uint8)  # 0.39: never above 0.5, sometimes drawn as 1
+    labels = np.repeat(np.arange(NUM_CLASSES), 2)
+    for binarization in ("static", "dynamic"):
+        config = Config().replace(likelihood="bernoulli", binarization=binarization).model
+        seen.clear()
+        sampling.for_model(Recorder, config, gray, labels)
+        x = np.concatenate(seen)
+        assert set(np.unique(x)) <= {0.0, 1.0}
+        assert x.mean() == 0.0 if binarization == "static" else 0.3 < x.mean() < 0.48
+    seen.clear()
+    sampling.for_model(Recorder, Config().model, gray, labels)  # gray levels as they are
+    np.testing.assert_allclose(np.concatenate(seen), 100 / 255, rtol=1e-6)
+
+
 def test_export_fits_the_configured_sampler_on_the_training_images(tmp_path, trained):
     model, config = trained["result"].model, trained["config"]
     assert config.model.sampling == "class_posterior"
     loaded = tf.saved_model.load(str(trained["export"]))
-    from cvae.data import load_splits
-
-    train_images, train_labels = load_splits(config.data).train
-    x = train_images.astype(np.float32)[..., None] / 255.0
-    means = model.encode(x, train_labels)["mean"].numpy()
-    for c in (0, 5, 9):  # each class's centre is the mean of its training images' codes
-        np.testing.assert_allclose(loaded.sampling_loc.numpy()[c],
-                                   means[train_labels == c].mean(0), rtol=1e-4, atol=1e-5)
+    images, labels = load_splits(config.data).train
+    posterior = model.encode(images.astype(np.float32)[..., None] / 255.0, labels)
+    means, variances = posterior["mean"].numpy(), posterior["stddev"].numpy() ** 2
+    for c in (0, 5, 9):  # each class's moments, computed here from its training images' codes
+        mine = labels == c
+        np.testing.assert_allclose(loaded.sampling_loc.numpy()[c], means[mine].mean(0),
+                                   rtol=1e-4, atol=1e-5)
+        want = np.cov(means[mine], rowvar=False) + np.diag(variances[mine].mean(0))
+        tril = loaded.sampling_scale_tril.numpy()[c]
+        np.testing.assert_allclose(tril @ tril.T, want, rtol=1e-3, atol=1e-5)
+    z = loaded.signatures["serving_default"](label=tf.constant([5]), seed=tf.constant([3]))["z"]
+    eps = tf.random.stateless_normal([4], seed=[3, 0]).numpy()
+    want = loaded.sampling_loc.numpy()[5] + config.model.temperature * (
+        loaded.sampling_scale_tril.numpy()[5] @ eps)
+    np.testing.assert_allclose(z.numpy()[0], want, rtol=1e-5, atol=1e-6)
     # A prior export serves N(0, I) codes at its temperature.
     prior = config.replace(sampling="prior", temperature=0.5)
-    path = export_lib.export(model, prior, {}, tmp_path / "prior")
+    path = export_lib.export(build_model(prior.model), prior, {}, tmp_path / "prior")
     z = tf.saved_model.load(str(path)).signatures["serving_default"](
         label=tf.constant([4]), seed=tf.constant([11]))["z"].numpy()
     np.testing.assert_allclose(z[0], 0.5 * tf.random.stateless_normal([4], seed=[11, 0]),

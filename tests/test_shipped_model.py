@@ -99,7 +99,7 @@ def test_shipped_codes_come_from_gaussians_fitted_to_the_training_images():
     assert config.model.sampling == "class_posterior"
     loaded = tf.saved_model.load(str(SHIPPED))
     encode = loaded.signatures["encode"]
-    images, labels = data.load_splits(DataConfig()).train
+    images, labels = data.load_splits(config.data).train
     refit = sampling.fit_class_gaussians(lambda x, y: encode(images=x, label=y),
                                          images.astype(np.float32)[..., None] / 255.0, labels,
                                          config.model.temperature)
