@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae.data import binarize_static
+from cvae.generate import batched
 from cvae.labels import NUM_CLASSES
 
 MIN_IMAGES_PER_CLASS = 2  # a covariance needs two codes
@@ -95,25 +96,21 @@ def standard_normal(latent_dim: int, temperature: float = 1.0) -> LatentSampler:
 
 def fit_class_gaussians(encode, images: np.ndarray, labels: np.ndarray, temperature: float,
                         batch: int = 2500, pooled: bool = False) -> LatentSampler:
-    """The moment-matched Gaussian of each class's aggregate posterior. `encode(x, labels)`
+    """The moment-matched Gaussian of each class's aggregate posterior. `encode(x=, labels=)`
     returns {"mean", "stddev"} (the model's `encode`); images float32 [N, 28, 28, 1] in [0, 1],
     labels int [N] with at least two images of every class. `pooled`: one Gaussian of all the
     codes for every class (for an unconditional model, to which the label says nothing).
     (With fewer images of a class than dimensions the covariance of the means is singular; the
     mean posterior variance added to it keeps it positive definite.)"""
-    means, variances = [], []
-    for start in range(0, len(images), batch):
-        p = encode(tf.constant(images[start:start + batch], tf.float32),
-                   tf.constant(labels[start:start + batch], tf.int32))
-        means.append(p["mean"].numpy().astype(np.float64))
-        variances.append(p["stddev"].numpy().astype(np.float64) ** 2)
-    means, variances = np.concatenate(means), np.concatenate(variances)
+    if not pooled:
+        check_fittable(labels)
+    posterior = batched(encode, {"x": np.asarray(images, np.float32),
+                                 "labels": np.asarray(labels, np.int32)}, batch)
+    means = posterior["mean"].astype(np.float64)
+    variances = posterior["stddev"].astype(np.float64) ** 2
     locs, trils = [], []
     for c in range(NUM_CLASSES):
         mine = np.ones(len(labels), bool) if pooled else labels == c
-        if mine.sum() < MIN_IMAGES_PER_CLASS:
-            raise ValueError(f"sampler: class {c} has {int(mine.sum())} training images; "
-                             f"fitting its Gaussian needs at least {MIN_IMAGES_PER_CLASS}")
         cov = np.cov(means[mine], rowvar=False) + np.diag(variances[mine].mean(0))
         locs.append(means[mine].mean(0))
         trils.append(np.linalg.cholesky(cov))

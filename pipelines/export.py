@@ -13,8 +13,10 @@ exits with status 2 listing every problem if it fails.) The logic is in `cvae.tr
 
 import argparse
 import sys
+import typing
 
 from cvae import cli
+from cvae.config import Sampling
 
 
 def main(argv=None) -> None:
@@ -27,7 +29,7 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, metavar="W",
                         help="export with this guidance instead of the run's (an inference "
                              "setting: it changes the images shown, not the trained weights)")
-    parser.add_argument("--sampling", choices=("class_posterior", "prior"),
+    parser.add_argument("--sampling", choices=typing.get_args(Sampling),
                         help="where generated images take their latent codes from, instead of "
                              "the run's (an inference setting, like --guidance)")
     parser.add_argument("--temperature", type=float, metavar="T",

@@ -81,7 +81,7 @@ def test_many_draws_have_the_fitted_mean_and_covariance():
 def test_bad_fits_and_samplers_are_refused():
     labels = np.repeat(np.arange(NUM_CLASSES), 2)
     labels[labels == 7] = 8  # no class 7 at all
-    with pytest.raises(ValueError, match="class 7 has 0 training images"):
+    with pytest.raises(ValueError, match=r"class 7 has 0 training image\(s\)"):
         sampling.fit_class_gaussians(_encode_first_pixels,
                                      _images_with_means(np.zeros([20, 2])), labels, 1.0)
     with pytest.raises(ValueError, match="temperature must be > 0"):

@@ -100,7 +100,7 @@ def test_shipped_codes_come_from_gaussians_fitted_to_the_training_images():
     loaded = tf.saved_model.load(str(SHIPPED))
     encode = loaded.signatures["encode"]
     images, labels = data.load_splits(config.data).train
-    refit = sampling.fit_class_gaussians(lambda x, y: encode(images=x, label=y),
+    refit = sampling.fit_class_gaussians(lambda x, labels: encode(images=x, label=labels),
                                          images.astype(np.float32)[..., None] / 255.0, labels,
                                          config.model.temperature)
     np.testing.assert_allclose(loaded.sampling_loc.numpy(), refit.loc, atol=1e-4)
