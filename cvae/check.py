@@ -47,10 +47,11 @@ ALLOWED_OPS = frozenset({
     "TensorListGetItem", "TensorListReserve", "TensorListSetItem", "TensorListStack",
     # variables, read only
     "ReadVariableOp", "VarHandleOp",
-    # serving_default's per-class codes (cvae.sampling): gather the label's Gaussian, L @ eps
-    "BatchMatMulV2", "ExpandDims", "ResourceGather",
-    # stateless random (z from each request's seed)
-    "StatelessRandomGetKeyCounter", "StatelessRandomNormalV2",
+    # serving_default's per-class codes (cvae.sampling): pick the component of the label's
+    # mixture by its cumulative weights, gather its Gaussian, L @ eps
+    "BatchMatMulV2", "Cumsum", "ExpandDims", "ResourceGather", "ResourceGatherNd",
+    # stateless random (eps and the component's u from each request's seed)
+    "StatelessRandomGetKeyCounter", "StatelessRandomNormalV2", "StatelessRandomUniformV2",
     # run-time checks (label range, pixel range, batch sizes)
     "Assert",
     # the evaluation functions' log-probabilities (log_likelihood, binarized_log_likelihood)

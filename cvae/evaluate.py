@@ -43,6 +43,9 @@ class Settings:
     # Images on each side of the Fréchet distance (samples, and the held-out real images).
     frechet_images: int = 5000
     seed: int = 0
+    # Also the first_k-sample bound from the first first_k of the IWAE's own k samples (what
+    # `--compare` ranks models by, at k=100, without a second pass).
+    first_k: int | None = None
 
     def __post_init__(self):
         for name in ("iwae_k", "samples_per_class", "frechet_images"):
@@ -52,6 +55,9 @@ class Settings:
             raise ValueError("evaluate: frechet_images and samples_per_class must be >= 2")
         if self.iwae_images is not None and self.iwae_images < 2:
             raise ValueError(f"evaluate: iwae_images={self.iwae_images} must be >= 2")
+        if self.first_k is not None and not 1 <= self.first_k <= self.iwae_k:
+            raise ValueError(f"evaluate: first_k={self.first_k} must be between 1 and "
+                             f"iwae_k={self.iwae_k}")
 
 
 def _function(model: ServedModel, name: str):
@@ -81,12 +87,16 @@ def encode(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> dict[s
 
 def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray, k: int,
                       seed: int = 0, binarized: bool = False, rows_per_call: int = 8000,
-                      ) -> dict[str, np.ndarray]:
+                      first_k: int | None = None) -> dict[str, np.ndarray]:
     """Per test image (float64 [N] each): "iwae", the k-sample importance-weighted bound on
     log p(x|y) with q(z|x,y) as the proposal; "elbo", the mean of the same k log-weights (an
     estimate of the ELBO); "recon", the mean log p(x|z,y) over the k samples; "kl", KL(q || p(z))
-    in closed form. `binarized` scores the images thresholded at 0.5 instead of the model's own
-    representation (the proposal still sees `images`). Every figure is in nats."""
+    in closed form; with `first_k`, "iwae_first", the first_k-sample bound of the first first_k
+    of the same samples (they are independent draws from q, so it is a first_k-sample bound
+    like any other, for free). `binarized` scores the images thresholded at 0.5 instead of the
+    model's own representation (the proposal still sees `images`). Every figure is in nats."""
+    if first_k is not None and not 1 <= first_k <= k:
+        raise ValueError(f"likelihood_bounds: first_k={first_k} must be between 1 and k={k}")
     posterior = encode(model, images, labels)
     fn = _function(model, "binarized_log_likelihood" if binarized else "log_likelihood")
     latent = posterior["mean"].shape[1]
@@ -108,7 +118,7 @@ def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray
                                z=tf.reshape(z, [-1, latent])), [c, k])
         return log_px, log_px + log_pz - log_q
 
-    iwae, elbo, recon = [], [], []
+    iwae, elbo, recon, first = [], [], [], []
     for start in range(0, len(images), chunk):
         s = slice(start, start + chunk)
         log_px, log_w = weights(images[s], labels[s].astype(np.int32), posterior["mean"][s],
@@ -117,10 +127,15 @@ def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray
         iwae.append(m.log_mean_exp(log_w, axis=1))
         elbo.append(log_w.mean(1))
         recon.append(log_px.numpy().astype(np.float64).mean(1))
+        if first_k is not None:
+            first.append(m.log_mean_exp(log_w[:, :first_k], axis=1))
     kl = kl_to_standard_normal(posterior["mean"].astype(np.float64),
                                posterior["stddev"].astype(np.float64)).numpy()
-    return {"iwae": np.concatenate(iwae), "elbo": np.concatenate(elbo),
-            "recon": np.concatenate(recon), "kl": kl}
+    out = {"iwae": np.concatenate(iwae), "elbo": np.concatenate(elbo),
+           "recon": np.concatenate(recon), "kl": kl}
+    if first_k is not None:
+        out["iwae_first"] = np.concatenate(first)
+    return out
 
 
 def generate_per_class(model: ServedModel, per_class: int, seed: int) -> tuple[np.ndarray,
@@ -160,7 +175,8 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
     own = model_images(model, gray_test, settings.seed)[:n]
 
     t = time.perf_counter()
-    bounds = likelihood_bounds(model, own, test_labels[:n], settings.iwae_k, settings.seed)
+    bounds = likelihood_bounds(model, own, test_labels[:n], settings.iwae_k, settings.seed,
+                               first_k=settings.first_k)
     iwae, iwae_se = m.mean_and_standard_error(-bounds["iwae"])
     results["test"] = {
         "images": n,
@@ -172,6 +188,10 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         "neg_iwae_standard_error": iwae_se,
         "seconds": round(time.perf_counter() - t, 1),
     }
+    if settings.first_k is not None:
+        first, first_se = m.mean_and_standard_error(-bounds["iwae_first"])
+        results["test"]["first_k"] = {"k": settings.first_k, "neg_iwae": first,
+                                      "neg_iwae_standard_error": first_se}
     if config["likelihood"] == "discretized_logistic":
         results["test"]["iwae_bits_per_dim"] = m.bits_per_dim(iwae)
         results["test"]["elbo_bits_per_dim"] = m.bits_per_dim(results["test"]["neg_elbo"])

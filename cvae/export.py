@@ -156,6 +156,8 @@ class ServingModule(tf.Module):
         self.sampling_loc = tf.Variable(sampler.loc, trainable=False, name="sampling_loc")
         self.sampling_scale_tril = tf.Variable(sampler.scale_tril, trainable=False,
                                                name="sampling_scale_tril")
+        self.sampling_weights = tf.Variable(sampler.weights, trainable=False,
+                                            name="sampling_weights")
         self.temperature = float(sampler.temperature)
         self.generate = _serving_function(self._generate, "serving_default", latent)
         self.decode = _serving_function(self._decode, "decode", latent)
@@ -175,17 +177,19 @@ class ServingModule(tf.Module):
         return self.model.decode(z, label, guided=guided)
 
     def _generate(self, label, seed):
-        """eps ~ N(0, I) drawn from each row's own seed (stateless Philox: the same (label, seed)
-        gives the same z in any process and any batch), z = loc[label] + temperature *
-        scale_tril[label] @ eps (`cvae.sampling`), then the decoder's image."""
+        """eps ~ N(0, I) and u ~ U[0, 1) drawn from each row's own seed (stateless Philox: the
+        same (label, seed) gives the same z in any process and any batch); u picks a component k
+        of the label's mixture, z = loc[label, k] + temperature * scale_tril[label, k] @ eps
+        (`cvae.sampling`), then the decoder's image."""
         _same_batch(label=label, seed=seed)
         label = checked_labels(label)  # a label out of range fails here, before the gathers
-        eps = tf.map_fn(
-            lambda s: tf.random.stateless_normal([self.model.config.latent_dim],
-                                                 seed=tf.stack([s, 0])),
-            seed, fn_output_signature=tf.float32)
-        z = sampling.latents(self.sampling_loc, self.sampling_scale_tril, self.temperature,
-                             label, eps)
+        eps, u = tf.map_fn(
+            lambda s: (tf.random.stateless_normal([self.model.config.latent_dim],
+                                                  seed=tf.stack([s, 0])),
+                       tf.random.stateless_uniform([], seed=tf.stack([s, 1]))),
+            seed, fn_output_signature=(tf.float32, tf.float32))
+        z = sampling.latents(self.sampling_loc, self.sampling_scale_tril, self.sampling_weights,
+                             self.temperature, label, eps, u)
         return {"images": self._decode_mean(z, label), "z": z}
 
     def _decode(self, z, label):
@@ -346,6 +350,10 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     if sampler is not None and sampler.temperature != config.model.temperature:
         raise ValueError(f"export: the sampler's temperature {sampler.temperature} is not the "
                          f"config's {config.model.temperature}")
+    if (sampler is not None and config.model.sampling == "class_posterior"
+            and sampler.components != config.model.sampling_components):
+        raise ValueError(f"export: the sampler has {sampler.components} Gaussian(s) per class, "
+                         f"the config's sampling_components is {config.model.sampling_components}")
     # TF Serving names the model after its base path by convention (MODEL_NAME=cvae).
     model_name = Path(base_dir).resolve().name
 

@@ -131,7 +131,9 @@ def _markdown(main: dict, others: dict, figures_written: list[str], seconds: flo
                   f"Same data and epochs; log-likelihoods are k={k} IWAE bounds on the whole test "
                   f"set, as -log p(x) in nats per image (for the conditional model "
                   f"-log p(x|y) + log 10, an upper bound on -log p(x)). \"binarised\" scores "
-                  f"the test images thresholded at 0.5 under every model.", "",
+                  f"the test images thresholded at 0.5 under every model. A bound on a "
+                  f"model's own representation reuses the first {k} samples of its own IWAE "
+                  f"pass where it has one.", "",
                   "| model | cond. accuracy | Fréchet | diversity | -log p(x), gray | "
                   "-log p(x), binarised | recon. MSE | epochs |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -157,16 +159,19 @@ def _comparable(model: ServedModel, splits, k: int, seed: int, images: int | Non
                 evaluated: dict | None = None) -> dict:
     """The k-sample bounds of `cvae.evaluate.comparable_bound`, on gray levels (models of gray
     levels) and on binarised images. `evaluated`, the model's `cvae.evaluate.evaluate` results,
-    is reused where it already holds the same bound (its IWAE at the same k on the model's own
-    representation, which is the binarised one for statically binarised models)."""
+    is reused where it already holds the same bound on the model's own representation (which
+    is the binarised one for statically binarised models): its IWAE at the same k, or the
+    bound of the first k of its IWAE's samples (`Settings.first_k`)."""
     config = model.config["model"]
     gray = config["likelihood"] == "discretized_logistic"
     static = config["likelihood"] == "bernoulli" and config.get("binarization") == "static"
     out = {"k": k}
-    if evaluated is not None and evaluated["test"]["iwae_k"] == k and (gray or static):
-        t = evaluated["test"]
+    t = evaluated["test"] if evaluated is not None else {}
+    same = (t if t.get("iwae_k") == k else
+            t["first_k"] if t.get("first_k", {}).get("k") == k else None)
+    if same is not None and (gray or static):
         out["gray" if gray else "binarized"] = ev.bound_summary(
-            model, k, t["images"], t["neg_iwae"], t["neg_iwae_standard_error"], 0.0)
+            model, k, t["images"], same["neg_iwae"], same["neg_iwae_standard_error"], 0.0)
     if "binarized" not in out:
         out["binarized"] = ev.comparable_bound(model, splits, k, True, seed, images)
     if gray and "gray" not in out:
@@ -201,15 +206,17 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
 
     log(f"evaluating {main.path}")
     real = ev.real_features(splits, classify)  # the same for every model evaluated here
+    if compare and compare_k <= settings.iwae_k:  # --compare's bound from the same samples
+        settings = dataclasses.replace(settings, first_k=compare_k)
     results, arrays = ev.evaluate(main, splits, classify, settings, log, real)
     results["epochs"] = main.config["train"]["epochs"]
     results["classifier"] = {"path": str(classifier_path),
                              "test_accuracy": classifier_metrics["test_accuracy"]}
     others, other_models = {}, {}
     if compare:
-        comparison_settings = dataclasses.replace(settings, iwae_k=compare_k)
+        comparison_settings = dataclasses.replace(settings, iwae_k=compare_k, first_k=None)
         results["comparable"] = _comparable(main, splits, compare_k, settings.seed,
-                                            settings.iwae_images, log)
+                                            settings.iwae_images, log, results)
         for recipe in COMPARISONS:
             model = comparison_model(main, recipe, Path(models_dir), log)
             log(f"evaluating {model.path} (--compare, k={compare_k})")

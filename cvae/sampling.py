@@ -34,39 +34,59 @@ from cvae.generate import batched
 from cvae.labels import NUM_CLASSES
 
 MIN_IMAGES_PER_CLASS = 2  # a covariance needs two codes
+# The EM of `fit_mixture`: reg_covar is added to each component's covariance of the means (in
+# the codes' units; the mean posterior variance added after it is thousands of times larger).
+# A fixed number of EM iterations (no tolerance), so that a refit on codes equal to the last
+# bits or so gives the same numbers (a stopping rule could stop one iteration apart).
+EM_REG_COVAR = 1e-6
+EM_ITERATIONS = 100
 
 
-def check_fittable(labels: np.ndarray) -> None:
-    """Raises ValueError naming the first class with too few training images for its Gaussian:
-    checked before training, so a small `--limit` fails at once rather than at export."""
+def check_fittable(labels: np.ndarray, components: int = 1) -> None:
+    """Raises ValueError naming the first class with too few training images for its mixture
+    of `components` Gaussians: checked before training, so a small `--limit` fails at once
+    rather than at export."""
+    need = max(MIN_IMAGES_PER_CLASS, components)
     counts = np.bincount(np.asarray(labels), minlength=NUM_CLASSES)
     for c, count in enumerate(counts[:NUM_CLASSES]):
-        if count < MIN_IMAGES_PER_CLASS:
-            raise ValueError(f"sampling='class_posterior' fits a Gaussian to each class's "
-                             f"training codes, but class {c} has {count} training image(s) (at "
-                             f"least {MIN_IMAGES_PER_CLASS} needed): use more images (--limit) "
-                             f"or --sampling prior")
+        if count < need:
+            raise ValueError(f"sampling='class_posterior' fits {components} Gaussian(s) to each "
+                             f"class's training codes, but class {c} has {count} training "
+                             f"image(s) (at least {need} needed): use more images (--limit), "
+                             f"fewer --sampling-components or --sampling prior")
 
 
 @dataclasses.dataclass(frozen=True)
 class LatentSampler:
-    """z = loc[y] + temperature * scale_tril[y] @ eps for eps ~ N(0, I): float32 loc [10, d] and
-    scale_tril [10, d, d] (lower triangular)."""
+    """A mixture of K Gaussians for each class: component k of class y is drawn with
+    probability weights[y, k], then z = loc[y, k] + temperature * scale_tril[y, k] @ eps for
+    eps ~ N(0, I). float32 loc [10, K, d], scale_tril [10, K, d, d] (lower triangular), weights
+    [10, K] (each row sums to 1). Given loc [10, d] and scale_tril [10, d, d] and no weights: one
+    Gaussian per class (K = 1)."""
 
     loc: np.ndarray
     scale_tril: np.ndarray
     temperature: float
+    weights: np.ndarray | None = None
 
     def __post_init__(self):
         # float32 like the model's codes (float64 variables would not meet float32 eps).
-        object.__setattr__(self, "loc", np.asarray(self.loc, np.float32))
-        object.__setattr__(self, "scale_tril", np.asarray(self.scale_tril, np.float32))
-        d = self.loc.shape[-1]
-        if self.loc.shape != (NUM_CLASSES, d) or self.scale_tril.shape != (NUM_CLASSES, d, d):
-            raise ValueError(f"sampler: loc {self.loc.shape} and scale_tril "
-                             f"{self.scale_tril.shape} must be [10, d] and [10, d, d]")
-        if not (np.isfinite(self.loc).all() and np.isfinite(self.scale_tril).all()):
-            raise ValueError("sampler: loc and scale_tril must be finite")
+        loc, tril = np.asarray(self.loc, np.float32), np.asarray(self.scale_tril, np.float32)
+        if self.weights is None and loc.ndim == 2 and tril.ndim == 3:
+            loc, tril = loc[:, None], tril[:, None]
+        weights = (np.ones(loc.shape[:2], np.float32) if self.weights is None
+                   else np.asarray(self.weights, np.float32))
+        for name, value in (("loc", loc), ("scale_tril", tril), ("weights", weights)):
+            object.__setattr__(self, name, value)
+        k, d = loc.shape[1:] if loc.ndim == 3 else (None, None)
+        if (loc.shape != (NUM_CLASSES, k, d) or tril.shape != (NUM_CLASSES, k, d, d)
+                or weights.shape != (NUM_CLASSES, k)):
+            raise ValueError(f"sampler: loc {loc.shape}, scale_tril {tril.shape} and weights "
+                             f"{weights.shape} must be [10, K, d], [10, K, d, d] and [10, K]")
+        if not all(np.isfinite(a).all() for a in (loc, tril, weights)):
+            raise ValueError("sampler: loc, scale_tril and weights must be finite")
+        if (weights < 0).any() or not np.allclose(weights.sum(1), 1, atol=1e-5):
+            raise ValueError("sampler: each class's weights must be >= 0 and sum to 1")
         if not self.temperature > 0:
             raise ValueError(f"sampler: temperature must be > 0, got {self.temperature}")
 
@@ -74,17 +94,31 @@ class LatentSampler:
     def latent_dim(self) -> int:
         return self.loc.shape[-1]
 
-    def latents(self, labels: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
-        """float32 [B, d] latent codes for int labels [B] from standard normal eps [B, d]."""
-        return latents(tf.constant(self.loc), tf.constant(self.scale_tril), self.temperature,
-                       labels, eps)
+    @property
+    def components(self) -> int:
+        return self.loc.shape[1]
+
+    def latents(self, labels: tf.Tensor, eps: tf.Tensor, u: tf.Tensor | None = None
+                ) -> tf.Tensor:
+        """float32 [B, d] latent codes for int labels [B] from standard normal eps [B, d] and
+        uniform u [B] in [0, 1), which picks the component (needed when K > 1)."""
+        if u is None:
+            if self.components > 1:
+                raise ValueError("sampler: a mixture needs u to pick each row's component")
+            u = tf.zeros(tf.shape(labels), tf.float32)
+        return latents(tf.constant(self.loc), tf.constant(self.scale_tril),
+                       tf.constant(self.weights), self.temperature, labels, eps, u)
 
 
-def latents(loc: tf.Tensor, scale_tril: tf.Tensor, temperature: float, labels: tf.Tensor,
-            eps: tf.Tensor) -> tf.Tensor:
-    """`LatentSampler.latents` on tensors (what the exported `serving_default` runs)."""
-    spread = tf.linalg.matvec(tf.gather(scale_tril, labels), eps)
-    return tf.gather(loc, labels) + temperature * spread
+def latents(loc: tf.Tensor, scale_tril: tf.Tensor, weights: tf.Tensor, temperature: float,
+            labels: tf.Tensor, eps: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    """`LatentSampler.latents` on tensors (what the exported `serving_default` runs): row b
+    takes component k of its class where cumsum(weights)[k - 1] <= u[b] < cumsum(weights)[k]."""
+    cumulative = tf.math.cumsum(tf.gather(weights, labels), axis=-1)[:, :-1]  # [B, K - 1]
+    component = tf.reduce_sum(tf.cast(cumulative <= u[:, None], tf.int32), axis=-1)
+    index = tf.stack([labels, component], axis=-1)
+    spread = tf.linalg.matvec(tf.gather_nd(scale_tril, index), eps)
+    return tf.gather_nd(loc, index) + temperature * spread
 
 
 def standard_normal(latent_dim: int, temperature: float = 1.0) -> LatentSampler:
@@ -94,28 +128,86 @@ def standard_normal(latent_dim: int, temperature: float = 1.0) -> LatentSampler:
                          temperature)
 
 
-def fit_class_gaussians(encode, images: np.ndarray, labels: np.ndarray, temperature: float,
-                        batch: int = 2500, pooled: bool = False) -> LatentSampler:
-    """The moment-matched Gaussian of each class's aggregate posterior. `encode(x=, labels=)`
-    returns {"mean", "stddev"} (the model's `encode`); images float32 [N, 28, 28, 1] in [0, 1],
-    labels int [N] with at least two images of every class. `pooled`: one Gaussian of all the
-    codes for every class (for an unconditional model, to which the label says nothing).
-    (With fewer images of a class than dimensions the covariance of the means is singular; the
-    mean posterior variance added to it keeps it positive definite.)"""
+def _log_gaussians(points: np.ndarray, loc: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """log N(points[n]; loc[k], cov[k]) as [N, K]."""
+    out = np.empty([len(points), len(loc)])
+    for k in range(len(loc)):
+        chol = np.linalg.cholesky(cov[k])
+        white = np.linalg.solve(chol, (points - loc[k]).T)
+        out[:, k] = (-0.5 * (white ** 2).sum(0) - np.log(np.diag(chol)).sum()
+                     - 0.5 * points.shape[1] * np.log(2 * np.pi))
+    return out
+
+
+def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Hard assignments [N] of k-means (Lloyd, 20 rounds) from k-means++ seeds."""
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(1, k):
+        d2 = ((points[:, None] - np.stack(centres)[None]) ** 2).sum(-1).min(1)
+        centres.append(points[rng.choice(len(points), p=d2 / d2.sum())] if d2.sum() > 0
+                       else points[rng.integers(len(points))])
+    centres = np.stack(centres)
+    for _ in range(20):
+        assign = ((points[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        centres = np.stack([points[assign == j].mean(0) if (assign == j).any() else centres[j]
+                            for j in range(k)])
+    return ((points[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+
+
+def fit_mixture(means: np.ndarray, variances: np.ndarray, components: int, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loc [K, d], cov [K, d, d], weights [K]) of a mixture fitted to one class's codes: EM
+    for a full-covariance Gaussian mixture of the posterior means [N, d] (started from k-means++
+    and k-means, numpy.random.default_rng(seed)), then each component's covariance gains the
+    mean posterior variance [N, d] of the codes it is responsible for. Each component thus
+    matches the first two moments of the posteriors it covers (weighted by responsibility), and
+    the mixture as a whole the mean and covariance of all N posteriors' mixture, whatever K
+    (plus `EM_REG_COVAR`); K = 1 is that one Gaussian."""
+    x = np.asarray(means, np.float64)
+    n, d = x.shape
+    resp = np.eye(components)[_kmeans_plus_plus(x, components, np.random.default_rng(seed))]
+    for _ in range(EM_ITERATIONS):
+        used = resp  # the M step's responsibilities, which the posterior variances use below
+        counts = resp.sum(0) + 10 * np.finfo(np.float64).eps
+        loc = resp.T @ x / counts[:, None]
+        cov = np.stack([(resp[:, k, None] * (x - loc[k])).T @ (x - loc[k]) / counts[k]
+                        for k in range(components)]) + EM_REG_COVAR * np.eye(d)
+        weights = counts / counts.sum()
+        log_joint = _log_gaussians(x, loc, cov) + np.log(weights)
+        top = log_joint.max(1, keepdims=True)
+        log_total = top[:, 0] + np.log(np.exp(log_joint - top).sum(1))
+        resp = np.exp(log_joint - log_total[:, None])
+    v = np.asarray(variances, np.float64)
+    cov = cov + np.stack([np.diag(used[:, k] @ v / counts[k]) for k in range(components)])
+    return loc, cov, weights
+
+
+def fit_class_mixtures(encode, images: np.ndarray, labels: np.ndarray, temperature: float,
+                       components: int = 1, batch: int = 2500, pooled: bool = False
+                       ) -> LatentSampler:
+    """A mixture of `components` Gaussians fitted to each class's codes (`fit_mixture`).
+    `encode(x=, labels=)` returns {"mean", "stddev"} (the model's `encode`); images float32
+    [N, 28, 28, 1] in [0, 1], labels int [N] with at least max(2, components) images of every
+    class. `pooled`: one mixture of all the codes for every class (for an unconditional model,
+    to which the label says nothing). (With fewer images of a class than dimensions the
+    covariance of the means is singular; the posterior variance added to it keeps it positive
+    definite.)"""
     if not pooled:
-        check_fittable(labels)
+        check_fittable(labels, components)
+    elif len(labels) < max(MIN_IMAGES_PER_CLASS, components):
+        raise ValueError(f"sampling: {len(labels)} training image(s) for a mixture of "
+                         f"{components} Gaussian(s): at least {max(2, components)} needed")
     posterior = batched(encode, {"x": np.asarray(images, np.float32),
                                  "labels": np.asarray(labels, np.int32)}, batch)
     means = posterior["mean"].astype(np.float64)
     variances = posterior["stddev"].astype(np.float64) ** 2
-    locs, trils = [], []
-    for c in range(NUM_CLASSES):
+    fits = []
+    for c in range(1 if pooled else NUM_CLASSES):
         mine = np.ones(len(labels), bool) if pooled else labels == c
-        cov = np.cov(means[mine], rowvar=False) + np.diag(variances[mine].mean(0))
-        locs.append(means[mine].mean(0))
-        trils.append(np.linalg.cholesky(cov))
-    return LatentSampler(np.stack(locs).astype(np.float32), np.stack(trils).astype(np.float32),
-                         temperature)
+        fits.append(fit_mixture(means[mine], variances[mine], components, seed=c))
+    fits = fits * NUM_CLASSES if pooled else fits
+    loc, cov, weights = (np.stack(parts) for parts in zip(*fits))
+    return LatentSampler(loc, np.linalg.cholesky(cov), temperature, weights)
 
 
 def for_model(model, config, images: np.ndarray | None, labels: np.ndarray | None
@@ -133,5 +225,5 @@ def for_model(model, config, images: np.ndarray | None, labels: np.ndarray | Non
     if config.likelihood == "bernoulli":  # the encoder was trained on binary pixels
         x = (binarize_static(x).numpy() if config.binarization == "static" else
              (np.random.default_rng(0).random(x.shape, np.float32) < x).astype(np.float32))
-    return fit_class_gaussians(model.encode, x, np.asarray(labels), config.temperature,
-                               pooled=not config.conditional)
+    return fit_class_mixtures(model.encode, x, np.asarray(labels), config.temperature,
+                              config.sampling_components, pooled=not config.conditional)

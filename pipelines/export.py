@@ -1,7 +1,7 @@
 """Exports a training run's last checkpoint as the next SavedModel version, or checks a version.
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae] [--guidance W]
-        [--sampling class_posterior|prior] [--temperature T]
+        [--sampling class_posterior|prior] [--sampling-components K] [--temperature T]
     python -m pipelines.export --check saved_models/cvae/N
 
 (`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
@@ -32,15 +32,19 @@ def main(argv=None) -> None:
     parser.add_argument("--sampling", choices=typing.get_args(Sampling),
                         help="where generated images take their latent codes from, instead of "
                              "the run's (an inference setting, like --guidance)")
+    parser.add_argument("--sampling-components", type=int, metavar="K",
+                        help="Gaussians per class for --sampling class_posterior, instead of "
+                             "the run's (an inference setting, like --guidance)")
     parser.add_argument("--temperature", type=float, metavar="T",
                         help="spread of the sampled codes instead of the run's (an inference "
                              "setting, like --guidance)")
     args = parser.parse_args(argv)
-    overrides = {name: getattr(args, name) for name in ("guidance", "sampling", "temperature")
+    overrides = {name: getattr(args, name)
+                 for name in ("guidance", "sampling", "sampling_components", "temperature")
                  if getattr(args, name) is not None}
     if args.check and (args.model_dir or overrides):
-        parser.error("--model-dir, --guidance, --sampling and --temperature go with --run, "
-                     "not --check")
+        parser.error("--model-dir, --guidance, --sampling, --sampling-components and "
+                     "--temperature go with --run, not --check")
     if args.check:
         from cvae import check
 

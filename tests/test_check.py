@@ -212,7 +212,8 @@ def test_the_command_line_check(trained, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-RUN_ONLY = "--model-dir, --guidance, --sampling and --temperature go with --run, not --check"
+RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components and --temperature go with "
+            "--run, not --check")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -220,6 +221,7 @@ RUN_ONLY = "--model-dir, --guidance, --sampling and --temperature go with --run,
     (["--model-dir", "saved_models/cvae"], RUN_ONLY),
     (["--guidance", "2"], RUN_ONLY),
     (["--sampling", "prior"], RUN_ONLY),
+    (["--sampling-components", "2"], RUN_ONLY),
     (["--temperature", "0.5"], RUN_ONLY),
 ])
 def test_the_command_line_refuses_check_with_run_options(extra, message):

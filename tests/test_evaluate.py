@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from cvae import evaluate as ev
 from cvae import likelihoods
+from cvae import metrics as m
 from cvae.data import load_splits
 from cvae.generate import load
 from tests.conftest import run_python
@@ -69,6 +70,33 @@ def test_iwae_bound_is_above_the_elbo_and_tightens_as_k_grows(served, test_batch
     assert iwae[1000] - elbo > 1.0, (iwae, elbo)
 
 
+def test_iwae_and_its_first_k_bound_are_the_log_mean_of_the_log_weights(served, test_batch):
+    """In one call the noise is stateless_normal([N, k, D], [seed, 0]): the log-weights
+    log p(x|z,y) + log p(z) - log q(z|x,y), recomputed here from the exported functions, give
+    the k-sample bound and, from their first `first_k` columns, the first_k-sample bound that
+    `--compare` reuses from the k=1000 pass."""
+    x, y = test_batch
+    k, first = 20, 5
+    bounds = ev.likelihood_bounds(served, x, y, k=k, seed=3, rows_per_call=len(x) * k,
+                                  first_k=first)
+    posterior = ev.encode(served, x, y)
+    mean, stddev = posterior["mean"].astype(np.float64), posterior["stddev"].astype(np.float64)
+    eps = tf.random.stateless_normal([len(x), k, mean.shape[1]], [3, 0]).numpy()
+    z = mean[:, None] + stddev[:, None] * eps
+    log_q = (-0.5 * eps ** 2 - 0.5 * np.log(2 * np.pi) - np.log(stddev)[:, None]).sum(-1)
+    log_pz = (-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+    log_px = served._loaded.log_likelihood(
+        images=tf.repeat(x, k, axis=0), label=tf.repeat(y, k, axis=0),
+        z=tf.constant(z.reshape(-1, mean.shape[1]), tf.float32)).numpy().reshape(len(x), k)
+    log_w = log_px + log_pz - log_q
+    np.testing.assert_allclose(bounds["iwae"], m.log_mean_exp(log_w), rtol=1e-5)
+    np.testing.assert_allclose(bounds["iwae_first"], m.log_mean_exp(log_w[:, :first]),
+                               rtol=1e-5)
+    assert not np.allclose(bounds["iwae_first"], bounds["iwae"])
+    with pytest.raises(ValueError, match="first_k=21 must be between 1 and k=20"):
+        ev.likelihood_bounds(served, x, y, k=k, first_k=21)
+
+
 def test_elbo_parts_agree_with_the_training_loss_on_the_same_noise(trained, served, test_batch):
     """With k=1 and all images in one call, the IWAE's noise is stateless_normal([N, 1, D],
     [seed, 0]); Keras' loss on the same noise gives the same reconstruction and KL."""
@@ -111,6 +139,12 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     assert main["test"]["images"] == 64 and main["test"]["iwae_k"] == 20
     assert main["test"]["neg_iwae"] <= main["test"]["neg_elbo"] + 1e-6
     assert main["frechet"]["samples"] > main["frechet"]["held_out_real"] > 0
+    # The --compare bound on the main model's gray levels is the first 5 of its 20 samples.
+    first = main["test"]["first_k"]
+    assert first["k"] == 5 and first["neg_iwae"] >= main["test"]["neg_iwae"] - 1e-6
+    gray = main["comparable"]["gray"]
+    assert gray["seconds"] == 0.0 and gray["k"] == 5
+    assert gray["neg_log_px_bound"] == pytest.approx(first["neg_iwae"] + np.log(10))
     assert 0 <= main["conditional_accuracy"]["overall"] <= 1
     assert set(metrics["comparisons"]) == {"unconditional", "tutorial"}
     assert metrics["comparisons"]["tutorial"]["latent_dim"] == 2

@@ -55,14 +55,16 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
                                    model.decode(posterior["mean"], label, guided=False), **close)
         np.testing.assert_allclose(got("restyle/images"),
                                    model.decode(posterior["mean"], target), **close)
-        # z = loc[label] + T * L[label] @ eps, the Gaussians fitted to the training images
-        # (cvae.sampling), eps from each row's seed.
+        # z = loc[label, k] + T * L[label, k] @ eps, the mixtures fitted to the training images
+        # (cvae.sampling), eps and the u that picks k from each row's seed.
         eps = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
                         for s in inputs["seed"]])
+        u = np.array([tf.random.stateless_uniform([], seed=[s, 1]) for s in inputs["seed"]])
         fitted = sampling.for_model(model, model.config,
                                     *load_splits(Config.small().data).train)
-        z = fitted.loc[label] + model.config.temperature * np.einsum(
-            "bij,bj->bi", fitted.scale_tril[label], eps)
+        k = (np.cumsum(fitted.weights[label], 1)[:, :-1] <= u[:, None]).sum(1)
+        z = fitted.loc[label, k] + model.config.temperature * np.einsum(
+            "bij,bj->bi", fitted.scale_tril[label, k], eps)
         np.testing.assert_allclose(got("serving_default/z"), z, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got("serving_default/images"), model.decode(z, label), **close)
         images = got("serving_default/images")

@@ -89,24 +89,27 @@ def test_shipped_model_samples_carry_their_label_as_the_report_says():
         assert abs(per_class[c] - reported["per_class"][name]) <= 0.15, name
 
 
-def test_shipped_codes_come_from_gaussians_fitted_to_the_training_images():
-    """`serving_default` draws z from each class's Gaussian (cvae.sampling); refitting them
-    through the export's own `encode` signature on the 55,000 training images (no Keras model)
-    gives the numbers the SavedModel holds, and a class's samples are coded near its centre."""
+def test_shipped_codes_come_from_mixtures_fitted_to_the_training_images():
+    """`serving_default` draws z from each class's mixture of Gaussians (cvae.sampling);
+    refitting them through the export's own `encode` signature on the 55,000 training images
+    (no Keras model) gives the numbers the SavedModel holds, and a class's samples are coded
+    near its mixture's centre."""
     from cvae import sampling
 
     config = Config.from_json((SHIPPED / "assets.extra" / "config.json").read_text())
-    assert config.model.sampling == "class_posterior"
+    assert config.model.sampling == "class_posterior" and config.model.sampling_components > 1
     loaded = tf.saved_model.load(str(SHIPPED))
     encode = loaded.signatures["encode"]
     images, labels = data.load_splits(config.data).train
-    refit = sampling.fit_class_gaussians(lambda x, labels: encode(images=x, label=labels),
-                                         images.astype(np.float32)[..., None] / 255.0, labels,
-                                         config.model.temperature)
+    refit = sampling.fit_class_mixtures(lambda x, labels: encode(images=x, label=labels),
+                                        images.astype(np.float32)[..., None] / 255.0, labels,
+                                        config.model.temperature, config.model.sampling_components)
+    np.testing.assert_allclose(loaded.sampling_weights.numpy(), refit.weights, atol=1e-4)
     np.testing.assert_allclose(loaded.sampling_loc.numpy(), refit.loc, atol=1e-4)
     np.testing.assert_allclose(loaded.sampling_scale_tril.numpy(), refit.scale_tril, atol=1e-4)
-    # The classes' centres are away from the prior's 0 (norms 0.26 to 0.54), so the fit matters.
-    assert (np.linalg.norm(refit.loc, axis=1) > 0.2).all()
-    z = loaded.signatures["serving_default"](label=np.full(2000, 4, np.int32),
-                                             seed=np.arange(2000, dtype=np.int32))["z"].numpy()
-    np.testing.assert_allclose(z.mean(0), refit.loc[4], atol=0.1)
+    centres = (refit.weights[..., None] * refit.loc).sum(1)  # [10, d]
+    # The classes' centres are away from the prior's 0, so the fit matters.
+    assert (np.linalg.norm(centres, axis=1) > 0.2).all()
+    z = loaded.signatures["serving_default"](label=np.full(4000, 4, np.int32),
+                                             seed=np.arange(4000, dtype=np.int32))["z"].numpy()
+    np.testing.assert_allclose(z.mean(0), centres[4], atol=0.1)

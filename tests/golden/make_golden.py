@@ -1,6 +1,6 @@
 """Writes the golden TF Serving REST requests and responses of the shipped model.
 
-    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/2]
+    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/N]
 
 Re-run it whenever the shipped model changes (and commit what it writes): the responses are
 the model's outputs, and `manifest.json` records the model's fingerprint, so
@@ -56,9 +56,12 @@ def columns(arrays: dict):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="saved_models/cvae/2",
-                        help="SavedModel version directory, relative to the repository")
+    parser.add_argument("--model", help="SavedModel version directory, relative to the "
+                                            "repository (default: the newest of saved_models/cvae)")
     args = parser.parse_args(argv)
+    if args.model is None:
+        versions = [p for p in (REPO / "saved_models" / "cvae").iterdir() if p.name.isdigit()]
+        args.model = str(max(versions, key=lambda p: int(p.name)).relative_to(REPO))
     model_path = REPO / args.model
     signatures = tf.saved_model.load(str(model_path)).signatures
 
