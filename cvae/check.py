@@ -55,7 +55,7 @@ ALLOWED_OPS = frozenset({
     # run-time checks (label range, pixel range, batch sizes)
     "Assert",
     # the evaluation functions' log-probabilities (log_likelihood, binarized_log_likelihood)
-    "Cast", "Ceil", "Exp", "Floor", "Log1p", "MulNoNan", "Round", "Sum",
+    "Cast", "Ceil", "Exp", "Expm1", "Floor", "Log", "Log1p", "MulNoNan", "Round", "Sum",
 })
 # The saver's own ops: allowed only in the functions that saver_def names (checkpoint save and
 # restore, which the loader runs to restore the variables), never in a served function.

@@ -131,9 +131,10 @@ def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
 
 
 def class_grid(model: ServedModel, columns: int = 10) -> np.ndarray:
-    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row: the same noise
-    eps, placed in each class's code distribution (`cvae.sampling`), so a column shows one
-    "style" drawn as each garment."""
+    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row (the same eps and
+    u, placed in each class's own mixture of codes, `cvae.sampling`; the classes' components are
+    not matched with one another, so a column is not one style across garments: `restyle`
+    keeps a garment's code across classes)."""
     from cvae import images
 
     n = len(model.class_names)

@@ -25,6 +25,81 @@ def _loc_scale(params: tf.Tensor, min_scale: float) -> tuple[tf.Tensor, tf.Tenso
     return params[..., :1], tf.nn.softplus(params[..., 1:]) + min_scale
 
 
+class DiscretizedLogistic(tfd.Distribution):
+    """A logistic over the gray levels 0..255, quantised to whole levels with the tails folded
+    into the end levels (PixelCNN++, Salimans et al. 2017): level k covers (k - 0.5, k + 0.5]
+    gray levels, level 0 everything below 0.5 and level 255 everything above 254.5. `loc` and
+    `scale` are in pixel units ([0, 1] is black to white), so the logistic's location is
+    255 * loc.
+
+    It is the distribution of `tfd.QuantizedDistribution(tfd.Logistic(255 * loc - 0.5,
+    255 * scale), low=0, high=255)` (tests/test_likelihoods.py checks log_prob against it on
+    every level), with a log-probability about four times cheaper. For an inner level, with
+    a = (k - 0.5 - 255 loc) / s and b = a + 1 / s (s = 255 scale),
+    sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(-1 / s)), so
+    log p(k) = -softplus(-b) - softplus(a) + log(-expm1(-1 / s)): two softplus and no
+    difference of nearly equal probabilities (it is also closer to a float64 computation than
+    QuantizedDistribution's float32 one). Level 0 keeps only the first term, level 255 only the
+    second. Values must be whole levels in 0..255 (`target` gives them); validate_args=True
+    checks it."""
+
+    def __init__(self, loc, scale, validate_args=False, allow_nan_stats=True,
+                 name="DiscretizedLogistic"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            self._loc = tf.convert_to_tensor(loc, dtype=tf.float32, name="loc")
+            self._scale = tf.convert_to_tensor(scale, dtype=tf.float32, name="scale")
+            super().__init__(dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                             validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                             parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(loc=tfp.util.ParameterProperties(),
+                    scale=tfp.util.ParameterProperties(
+                        default_constraining_bijector_fn=tfp.bijectors.Softplus))
+
+    @property
+    def loc(self) -> tf.Tensor:
+        return self._loc
+
+    @property
+    def scale(self) -> tf.Tensor:
+        return self._scale
+
+    def _event_shape(self):
+        return tf.TensorShape([])
+
+    def _event_shape_tensor(self):
+        return tf.constant([], tf.int32)
+
+    def _log_prob(self, x):
+        inv = 1.0 / (LEVELS * self._scale)  # one level in units of the logistic's scale
+        a = (x - 0.5 - LEVELS * self._loc) * inv
+        b = a + inv
+        log_below_top = -tf.nn.softplus(-b)  # log sigmoid(b)
+        log_above_bottom = -tf.nn.softplus(a)  # log sigmoid(-a)
+        inner = log_below_top + log_above_bottom + tf.math.log(-tf.math.expm1(-inv))
+        return tf.where(tf.equal(x, 0.0), log_below_top,
+                        tf.where(tf.equal(x, LEVELS), log_above_bottom, inner))
+
+    def _sample_control_dependencies(self, x):
+        """With validate_args: x must be whole gray levels in 0..255 (what `target` gives)."""
+        if not self.validate_args:
+            return []
+        return [tf.debugging.assert_equal(x, tf.clip_by_value(tf.round(x), 0.0, LEVELS),
+                                          message="DiscretizedLogistic: values must be whole "
+                                                  "gray levels in 0..255")]
+
+    def _sample_n(self, n, seed=None):
+        shape = tf.concat([[n], self._batch_shape_tensor(loc=self._loc, scale=self._scale)], 0)
+        u = tf.random.stateless_uniform(shape, seed=tfp.random.sanitize_seed(seed),
+                                        minval=1e-7, maxval=1 - 1e-7)
+        logistic = LEVELS * self._loc + LEVELS * self._scale * (tf.math.log(u)
+                                                                - tf.math.log1p(-u))
+        return tf.clip_by_value(tf.round(logistic), 0.0, LEVELS)
+
+
 def distribution(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tfd.Distribution:
     """p(x|z,y) with batch shape [B] and event shape [28, 28, 1], over `target(x, kind)`."""
     if kind == "bernoulli":
@@ -32,12 +107,7 @@ def distribution(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tfd.D
     elif kind == "continuous_bernoulli":
         pixel = tfd.ContinuousBernoulli(logits=params)
     elif kind == "discretized_logistic":
-        # A logistic over gray levels, quantized to 0..255 with the tails folded into the end
-        # levels (as in PixelCNN++). QuantizedDistribution puts level k on (k-1, k]; shifting the
-        # logistic by half a level centres level k on (k-0.5, k+0.5].
-        loc, scale = _loc_scale(params, min_scale)
-        pixel = tfd.QuantizedDistribution(
-            tfd.Logistic(loc=LEVELS * loc - 0.5, scale=LEVELS * scale), low=0.0, high=LEVELS)
+        pixel = DiscretizedLogistic(*_loc_scale(params, min_scale))
     else:
         raise ValueError(f"unknown likelihood {kind!r}")
     return tfd.Independent(pixel, reinterpreted_batch_ndims=3)

@@ -131,9 +131,10 @@ def _markdown(main: dict, others: dict, figures_written: list[str], seconds: flo
                   f"Same data and epochs; log-likelihoods are k={k} IWAE bounds on the whole test "
                   f"set, as -log p(x) in nats per image (for the conditional model "
                   f"-log p(x|y) + log 10, an upper bound on -log p(x)). \"binarised\" scores "
-                  f"the test images thresholded at 0.5 under every model. A bound on a "
-                  f"model's own representation reuses the first {k} samples of its own IWAE "
-                  f"pass where it has one.", "",
+                  f"the test images thresholded at 0.5 under every model."
+                  + (f" This model's bound on its own representation is that of the first {k} "
+                     f"of its IWAE pass's {main['test']['iwae_k']} samples per image."
+                     if main["test"].get("first_k", {}).get("k") == k else ""), "",
                   "| model | cond. accuracy | Fréchet | diversity | -log p(x), gray | "
                   "-log p(x), binarised | recon. MSE | epochs |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -1,25 +1,30 @@
-"""Where generated images take their latent codes from: the prior, or each class's own region.
+"""Where generated images take their latent codes from: the prior, or each class's own regions.
 
 The model is trained with the standard normal prior p(z) = N(0, I), and its ELBO and IWAE bound
-are always of that prior. Generation may instead draw z from a Gaussian fitted, after
+are always of that prior. Generation may instead draw z from a mixture of Gaussians fitted, after
 training, to each class's aggregate posterior q(z|y) = E_{x|y}[q(z|x, y)] over the training
 images ("ex-post density estimation": Ghosh et al., 2020, "From Variational to Deterministic
 Autoencoders"; related to the second stage of Dai & Wipf, 2019, "Diagnosing and Enhancing VAE
-Models", which fits a second VAE to the codes). The KL term never
-makes q(z|y) exactly N(0, I), and the decoder has only learnt to draw class y well where the
-training images of class y put their codes: prior samples that land elsewhere come out as a
-blend of garments. Sampling from the fitted Gaussians avoids those regions. A temperature T < 1
-scales the spread about each class's centre (z = loc_y + T * L_y eps), trading diversity for
-typical garments. An unconditional model gets one Gaussian of all the training codes for
-every label: the label says nothing to it, and per-class regions would bring the label back in
+Models", which fits a second VAE to the codes). The KL term never makes q(z|y) exactly N(0, I),
+and the decoder has only learnt to draw class y well where the training images of class y put
+their codes: prior samples that land elsewhere come out as a blend of garments. Nor is q(z|y)
+one Gaussian: a class's codes form clusters (kinds of T-shirt, of sandal), and one Gaussian
+shrunk towards its centre draws from between them. A sample picks component k of its class with
+the component's weight, then z = loc_yk + T * L_yk eps: a temperature T < 1 shrinks the spread
+within each component (not the spread between components' centres), trading diversity for
+typical garments. An unconditional model gets one mixture of all the training codes for every
+label: the label says nothing to it, and per-class regions would bring the label back in
 through z.
 
-The fit matches the moments of the mixture of the training images' posteriors: loc_y = mean of
-the posterior means; cov_y = covariance of the posterior means (the sample estimate, over
-n - 1) + mean of the posterior variances; L_y its Cholesky factor. The encoder sees the images
-as training showed them (binarised for the Bernoulli likelihood, with fixed draws). It is
-deterministic (posterior means, no noise), so refitting a run gives the same numbers; the
-training images only, never validation or test.
+The fit (`fit_mixture`): EM for a full-covariance mixture of the posterior means (k-means++ and
+k-means start from a fixed seed, a fixed number of iterations), then each component's
+covariance gains the responsibility-weighted mean of the posterior variances of its codes, so
+each component matches the moments of the posteriors it covers and the mixture as a whole those
+of the class's posteriors: mean of the posterior means, covariance of the means (over n) plus
+the mean posterior variance. With one component that is the whole fit. The encoder sees the
+images as training showed them (binarised for the Bernoulli likelihood, with fixed draws). It
+is deterministic (posterior means, no noise, seeded starts), so refitting a run gives the same
+numbers; the training images only, never validation or test.
 """
 
 from __future__ import annotations
@@ -42,11 +47,19 @@ EM_REG_COVAR = 1e-6
 EM_ITERATIONS = 100
 
 
-def check_fittable(labels: np.ndarray, components: int = 1) -> None:
+def check_fittable(labels: np.ndarray, components: int = 1, pooled: bool = False) -> None:
     """Raises ValueError naming the first class with too few training images for its mixture
-    of `components` Gaussians: checked before training, so a small `--limit` fails at once
-    rather than at export."""
+    of `components` Gaussians (at least max(2, components)), or for `pooled` (one mixture of
+    all the codes, an unconditional model's) too few images in all: checked before training,
+    so a small `--limit` fails at once rather than at export."""
     need = max(MIN_IMAGES_PER_CLASS, components)
+    if pooled:
+        if len(labels) < need:
+            raise ValueError(f"sampling='class_posterior' fits {components} Gaussian(s) to the "
+                             f"training codes, but there are {len(labels)} training image(s) "
+                             f"(at least {need} needed): use more images (--limit), fewer "
+                             f"--sampling-components or --sampling prior")
+        return
     counts = np.bincount(np.asarray(labels), minlength=NUM_CLASSES)
     for c, count in enumerate(counts[:NUM_CLASSES]):
         if count < need:
@@ -61,8 +74,8 @@ class LatentSampler:
     """A mixture of K Gaussians for each class: component k of class y is drawn with
     probability weights[y, k], then z = loc[y, k] + temperature * scale_tril[y, k] @ eps for
     eps ~ N(0, I). float32 loc [10, K, d], scale_tril [10, K, d, d] (lower triangular), weights
-    [10, K] (each row sums to 1). Given loc [10, d] and scale_tril [10, d, d] and no weights: one
-    Gaussian per class (K = 1)."""
+    [10, K] (each row sums to 1; equal if not given). Given loc [10, d] and scale_tril
+    [10, d, d] and no weights: one Gaussian per class (K = 1)."""
 
     loc: np.ndarray
     scale_tril: np.ndarray
@@ -74,7 +87,8 @@ class LatentSampler:
         loc, tril = np.asarray(self.loc, np.float32), np.asarray(self.scale_tril, np.float32)
         if self.weights is None and loc.ndim == 2 and tril.ndim == 3:
             loc, tril = loc[:, None], tril[:, None]
-        weights = (np.ones(loc.shape[:2], np.float32) if self.weights is None
+        weights = (np.full(loc.shape[:2], 1 / loc.shape[1], np.float32)
+                   if self.weights is None and loc.ndim == 3
                    else np.asarray(self.weights, np.float32))
         for name, value in (("loc", loc), ("scale_tril", tril), ("weights", weights)):
             object.__setattr__(self, name, value)
@@ -113,9 +127,13 @@ class LatentSampler:
 def latents(loc: tf.Tensor, scale_tril: tf.Tensor, weights: tf.Tensor, temperature: float,
             labels: tf.Tensor, eps: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     """`LatentSampler.latents` on tensors (what the exported `serving_default` runs): row b
-    takes component k of its class where cumsum(weights)[k - 1] <= u[b] < cumsum(weights)[k]."""
-    cumulative = tf.math.cumsum(tf.gather(weights, labels), axis=-1)[:, :-1]  # [B, K - 1]
-    component = tf.reduce_sum(tf.cast(cumulative <= u[:, None], tf.int32), axis=-1)
+    takes component k of its class where cumsum(weights)[k - 1] <= u[b] < cumsum(weights)[k]
+    (the weights' sum taken as exactly 1)."""
+    cumulative = tf.math.cumsum(tf.gather(weights, labels), axis=-1)  # [B, K]
+    # u is scaled by the row's total, so rounding in the float32 sum never lets u land past
+    # the last boundary of weight: a component of weight 0 is never picked.
+    scaled = u[:, None] * cumulative[:, -1:]
+    component = tf.reduce_sum(tf.cast(cumulative[:, :-1] <= scaled, labels.dtype), axis=-1)
     index = tf.stack([labels, component], axis=-1)
     spread = tf.linalg.matvec(tf.gather_nd(scale_tril, index), eps)
     return tf.gather_nd(loc, index) + temperature * spread
@@ -192,11 +210,7 @@ def fit_class_mixtures(encode, images: np.ndarray, labels: np.ndarray, temperatu
     to which the label says nothing). (With fewer images of a class than dimensions the
     covariance of the means is singular; the posterior variance added to it keeps it positive
     definite.)"""
-    if not pooled:
-        check_fittable(labels, components)
-    elif len(labels) < max(MIN_IMAGES_PER_CLASS, components):
-        raise ValueError(f"sampling: {len(labels)} training image(s) for a mixture of "
-                         f"{components} Gaussian(s): at least {max(2, components)} needed")
+    check_fittable(labels, components, pooled)
     posterior = batched(encode, {"x": np.asarray(images, np.float32),
                                  "labels": np.asarray(labels, np.int32)}, batch)
     means = posterior["mean"].astype(np.float64)

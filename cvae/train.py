@@ -264,7 +264,8 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
     require_writable(config.train.runs_dir, "runs")
     splits = data.load_splits(config.data)
     if config.model.sampling == "class_posterior":  # fitted at export: fail now, not then
-        sampling.check_fittable(splits.train[1], config.model.sampling_components)
+        sampling.check_fittable(splits.train[1], config.model.sampling_components,
+                                pooled=not config.model.conditional)
     print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
           f"{replicas} replica(s) of batch {config.data.batch_size // replicas}", flush=True)

@@ -103,6 +103,19 @@ def test_latents_are_the_chosen_component_scaled_by_the_temperature():
     got = sampler.latents(tf.constant(labels), tf.constant(eps), tf.constant(u)).numpy()
     want = loc[labels, component] + 0.7 * np.einsum("bij,bj->bi", tril[labels, component], eps)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # int64 labels give the same codes.
+    np.testing.assert_allclose(sampler.latents(tf.constant(labels, tf.int64), tf.constant(eps),
+                                               tf.constant(u)), got)
+    # A last component of weight 0 is never picked, even for the largest float32 u below 1,
+    # which these weights' float32 sum (0.99999994 before the zero) does not exceed.
+    weights0 = np.tile(np.array([0.34, 0.23, 0.43, 0.0], np.float32), [10, 1])
+    weights0[:, 2] = np.float32(1) - weights0[:, 0] - weights0[:, 1]
+    assert np.cumsum(weights0[0], dtype=np.float32)[2] < 1
+    loc4, tril4 = np.concatenate([loc, loc[:, :1] + 100], 1), np.concatenate([tril, tril[:, :1]], 1)
+    zero_last = sampling.LatentSampler(loc4, tril4, 0.7, weights0)
+    top = np.float32(1) - np.finfo(np.float32).epsneg
+    z = zero_last.latents(tf.constant([4]), tf.constant(eps[:1]), tf.constant([top])).numpy()
+    np.testing.assert_allclose(z[0], loc[4, 2] + 0.7 * tril[4, 2] @ eps[0], rtol=1e-5)
     prior = sampling.standard_normal(2, temperature=0.5)
     np.testing.assert_allclose(prior.latents(tf.constant(labels), tf.constant(eps)), 0.5 * eps)
     with pytest.raises(ValueError, match="a mixture needs u"):
@@ -192,6 +205,11 @@ def test_sampling_settings_and_old_configs():
     del old["model"]["sampling"], old["model"]["temperature"], old["model"]["sampling_components"]
     loaded = Config.from_dict(old).model
     assert (loaded.sampling, loaded.temperature, loaded.sampling_components) == ("prior", 1.0, 1)
+    version5 = Config().replace(temperature=0.7).to_dict()
+    del version5["model"]["sampling_components"]
+    loaded = Config.from_dict(version5).model
+    assert (loaded.sampling, loaded.temperature, loaded.sampling_components) == (
+        "class_posterior", 0.7, 1)
 
 
 def test_export_serves_codes_from_the_sampler_it_was_given(tmp_path):
@@ -283,7 +301,8 @@ def test_export_fits_the_configured_sampler_on_the_training_images(tmp_path, tra
     k = config.model.sampling_components
     loc, tril = loaded.sampling_loc.numpy(), loaded.sampling_scale_tril.numpy()
     weights = loaded.sampling_weights.numpy()
-    assert loc.shape == (10, k, 4) and weights.shape == (10, k) and (weights > 0.05).all()
+    assert loc.shape == (10, k, 4) and weights.shape == (10, k) and (weights > 0).all()
+    np.testing.assert_allclose(weights.sum(1), 1, atol=1e-6)
     for c in (0, 5, 9):
         # The mixture as a whole has the moments of the class's posteriors, computed here from
         # its training images' codes: their mean, and the covariance of the means (over n)
