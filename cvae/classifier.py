@@ -78,7 +78,7 @@ class ClassifierModule(tf.Module):
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None):
-    x = images.astype(np.float32)[..., None] / 255.0
+    x = data.unit_images(images)
     ds = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int32)))
     if seed is not None:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -112,7 +112,7 @@ def train_classifier(config: ClassifierConfig, data_config: DataConfig = DataCon
               verbose=verbose)
     model.set_weights(best["weights"])
     module = ClassifierModule(model, features)
-    test_images = splits.test[0].astype(np.float32)[..., None] / 255.0
+    test_images = data.unit_images(splits.test[0])
     predicted = predict(module.classify, test_images)["probabilities"].argmax(axis=1)
     correct = predicted == splits.test[1]
     metrics = {

@@ -172,6 +172,12 @@ def load_splits(config: DataConfig) -> Splits:
     return Splits(**splits, source=source)
 
 
+def unit_images(images: np.ndarray) -> np.ndarray:
+    """Gray levels uint8 [N, 28, 28] (as the splits hold them) -> float32 [N, 28, 28, 1] in
+    [0, 1], the images every model and the classifier take."""
+    return np.asarray(images).astype(np.float32)[..., None] / 255.0
+
+
 def binarize_static(x: tf.Tensor) -> tf.Tensor:
     """Pixels in [0, 1] -> 1.0 where pixel > 0.5 (gray level >= 128), else 0.0."""
     return tf.cast(x > 0.5, tf.float32)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import metrics as m
-from cvae.data import Splits, binarize_static
+from cvae.data import Splits, binarize_static, unit_images
 from cvae.losses import kl_to_standard_normal
 from cvae.generate import ModelLoadError, ServedModel, batched, seeds_for
 from cvae.labels import NUM_CLASSES
@@ -153,7 +153,7 @@ def real_features(splits: Splits, classify) -> dict[str, np.ndarray]:
     diversity, the same for all models."""
     from cvae.classifier import predict
 
-    return {name: predict(classify, images.astype(np.float32)[..., None] / 255.0)["features"]
+    return {name: predict(classify, unit_images(images))["features"]
             for name, images in (("test", splits.test[0]), ("held_out", splits.validation[0]))}
 
 
@@ -165,7 +165,7 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
     from cvae.classifier import predict
 
     started = time.perf_counter()
-    gray_test = splits.test[0].astype(np.float32)[..., None] / 255.0
+    gray_test = unit_images(splits.test[0])
     test_labels = splits.test[1].astype(np.int32)
     config = model.config["model"]
     results: dict = {"model": str(model.path), "likelihood": config["likelihood"],
@@ -258,7 +258,7 @@ def comparable_bound(model: ServedModel, splits: Splits, k: int, binarized: bool
     likelihood can score: what `--compare` ranks models by. For a conditional model the bound
     is on log p(x|y), and log p(x) >= log p(x|y) - log 10 (p(y|x) <= 1 and p(y) = 1/10) gives
     a bound comparable with unconditional models' log p(x): "neg_log_px_bound"."""
-    gray = splits.test[0].astype(np.float32)[..., None] / 255.0
+    gray = unit_images(splits.test[0])
     labels = splits.test[1].astype(np.int32)
     n = images or len(gray)
     t = time.perf_counter()

@@ -202,7 +202,7 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
         raise ReportError(f"--manifold-model {manifold_path}: no such model")
     classify, classifier_metrics, classifier_path = classifier.load(classifier_dir)
     splits = data.load_splits(data_config)
-    gray_test = splits.test[0].astype(np.float32)[..., None] / 255.0
+    gray_test = data.unit_images(splits.test[0])
     test_labels = splits.test[1].astype(np.int32)
 
     log(f"evaluating {main.path}")

@@ -34,7 +34,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from cvae.data import binarize_static
+from cvae.data import binarize_static, unit_images
 from cvae.generate import batched
 from cvae.labels import NUM_CLASSES
 
@@ -233,9 +233,7 @@ def for_model(model, config, images: np.ndarray | None, labels: np.ndarray | Non
         return standard_normal(config.latent_dim, config.temperature)
     if images is None:
         raise ValueError("sampler: sampling='class_posterior' needs the training images")
-    x = images.astype(np.float32)
-    if x.ndim == 3:
-        x = x[..., None] / 255.0
+    x = unit_images(images) if images.ndim == 3 else images.astype(np.float32)
     if config.likelihood == "bernoulli":  # the encoder was trained on binary pixels
         x = (binarize_static(x).numpy() if config.binarization == "static" else
              (np.random.default_rng(0).random(x.shape, np.float32) < x).astype(np.float32))

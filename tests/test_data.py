@@ -205,3 +205,12 @@ def test_static_binarisation_thresholds_at_one_half_every_time():
         x, _ = data.preprocess_batch(images, labels, "bernoulli", tf.constant([step, 0]),
                                      "static")
         np.testing.assert_array_equal(x.numpy()[0, 0, :4, 0], [0, 0, 1, 1])
+
+
+def test_unit_images_are_float32_channels_last_in_0_1():
+    from cvae.data import unit_images
+
+    levels = np.stack([np.zeros((28, 28)), np.full((28, 28), 255), np.full((28, 28), 128)])
+    x = unit_images(levels.astype(np.uint8))
+    assert x.dtype == np.float32 and x.shape == (3, 28, 28, 1)
+    np.testing.assert_array_equal(x[:, 0, 0, 0], np.float32([0, 1, 128 / 255]))
