@@ -184,19 +184,23 @@ def fit_mixture(means: np.ndarray, variances: np.ndarray, components: int, seed:
     x = np.asarray(means, np.float64)
     n, d = x.shape
     resp = np.eye(components)[_kmeans_plus_plus(x, components, np.random.default_rng(seed))]
-    for _ in range(EM_ITERATIONS):
-        used = resp  # the M step's responsibilities, which the posterior variances use below
+
+    def m_step(resp):
         counts = resp.sum(0) + 10 * np.finfo(np.float64).eps
         loc = resp.T @ x / counts[:, None]
         cov = np.stack([(resp[:, k, None] * (x - loc[k])).T @ (x - loc[k]) / counts[k]
                         for k in range(components)]) + EM_REG_COVAR * np.eye(d)
-        weights = counts / counts.sum()
-        log_joint = _log_gaussians(x, loc, cov) + np.log(weights)
+        return loc, cov, counts / counts.sum(), counts
+
+    loc, cov, weights, counts = m_step(resp)
+    for _ in range(EM_ITERATIONS - 1):
+        log_joint = _log_gaussians(x, loc, cov) + np.log(weights)  # E step
         top = log_joint.max(1, keepdims=True)
         log_total = top[:, 0] + np.log(np.exp(log_joint - top).sum(1))
         resp = np.exp(log_joint - log_total[:, None])
-    v = np.asarray(variances, np.float64)
-    cov = cov + np.stack([np.diag(used[:, k] @ v / counts[k]) for k in range(components)])
+        loc, cov, weights, counts = m_step(resp)
+    v = np.asarray(variances, np.float64)  # with the responsibilities that made loc and cov
+    cov = cov + np.stack([np.diag(resp[:, k] @ v / counts[k]) for k in range(components)])
     return loc, cov, weights
 
 
