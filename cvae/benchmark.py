@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, generate
-from cvae.config import Config
+from cvae.config import Config, resolve_precision
 from cvae.files import atomic_write_text
 from cvae.model import CVAE, build_model
 from cvae.train import compiled_model, make_dataset
@@ -39,7 +39,9 @@ TARGET_BATCH1000_IMAGES_PER_SECOND = 10_000.0
 # --variants without a list: alternatives to the configuration given, one field at a time.
 STANDARD_VARIANTS = ("batch_size=64", "batch_size=128", "batch_size=256", "batch_size=512",
                      "steps_per_execution=1", "steps_per_execution=8",
-                     "precision=mixed_bfloat16", "jit_compile=true")
+                     "precision=float32", "precision=mixed_bfloat16", "xla_loss=false",
+                     "fused_adam=false", "precision=float32,xla_loss=false,fused_adam=false",
+                     "jit_compile=true")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +165,8 @@ def training_throughput(config: Config, train: tuple[np.ndarray, np.ndarray],
     long. The first epoch (tracing, the pipeline filling up) is not timed; the following ones,
     enough for `timed_images`, are timed from the first one's end to the last one's end."""
     _seed(config)
-    model = compiled_model(config)
+    model = compiled_model(config, steps_per_epoch=data.steps_per_epoch(len(train[0]),
+                                                                        config.data.batch_size))
     batch, per_call = config.data.batch_size, config.train.steps_per_execution
     epoch_steps = math.ceil(settings.warmup_steps / per_call) * per_call
     epochs = math.ceil(_rounded_steps(settings.timed_images, batch, per_call) / epoch_steps)
@@ -219,15 +222,23 @@ def baseline_dataset(images: np.ndarray, labels: np.ndarray, likelihood: str,
             .with_options(options))
 
 
+def baseline_learning_rate(config: Config) -> float:
+    """The baseline's constant rate: the config's (peak) rate moved from its batch to the
+    baseline's 32 by the square-root rule, learning_rate * sqrt(32 / batch_size). For the
+    defaults (2e-3 at batch 128) that is 1e-3, Keras' default Adam rate."""
+    return config.train.learning_rate * math.sqrt(BASELINE_BATCH_SIZE / config.data.batch_size)
+
+
 class Baseline:
-    """The same model (ModelConfig, beta and its warm-up, learning rate, seed) trained by a
-    hand-written loop: a `tf.function` GradientTape step calling `model.loss_terms`, with the
-    model drawing eps itself, and its own Adam."""
+    """The same model (ModelConfig, beta and its warm-up, seed) trained by a hand-written
+    loop in float32: a `tf.function` GradientTape step calling `model.loss_terms`, with the
+    model drawing eps itself, and its own `keras.optimizers.Adam` at a constant
+    `baseline_learning_rate`."""
 
     def __init__(self, config: Config):
         _seed(config)
         self.model = build_model(config.model, beta=config.train.beta, seed=config.train.seed)
-        self.optimizer = keras.optimizers.Adam(config.train.learning_rate)
+        self.optimizer = keras.optimizers.Adam(baseline_learning_rate(config))
         beta, warmup = config.train.beta, config.train.kl_warmup_steps
         model, optimizer = self.model, self.optimizer
 
@@ -390,7 +401,7 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
     train = tuple(a[:n] for a in splits.train)
     validation = tuple(a[:max(n // 5, 1)] for a in splits.validation)
     scorer = compiled_model(config.replace(precision="float32", steps_per_execution=1,
-                                           jit_compile=False))
+                                           jit_compile=False), steps_per_epoch=None)
     validation_batches = make_dataset(config, validation, training=False)
 
     def validation_neg_elbo(model: CVAE) -> float:
@@ -411,12 +422,12 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
     target = baseline_curve[-1]
 
     _seed(config)
-    model = compiled_model(config)
+    steps = data.steps_per_epoch(n, config.data.batch_size)
+    model = compiled_model(config, steps_per_epoch=steps)  # its schedule spans `epochs` of these
     stop = _QualityStop(validation_neg_elbo, target)
     start = time.perf_counter()
     model.fit(make_dataset(config, train, training=True), epochs=settings.max_epochs,
-              steps_per_epoch=data.steps_per_epoch(n, config.data.batch_size), callbacks=[stop],
-              verbose=0, shuffle=False)
+              steps_per_epoch=steps, callbacks=[stop], verbose=0, shuffle=False)
     default_seconds = time.perf_counter() - start - stop.evaluation_seconds
     return {"train_images": n, "validation_images": len(validation[0]),
             "target_neg_elbo": target,
@@ -588,10 +599,14 @@ def run_variants(config: Config, variants: list[Config], settings: Settings) -> 
 
 def _describe(config: Config) -> str:
     t, m = config.train, config.model
-    return (f"batch {config.data.batch_size}, {t.precision}, steps_per_execution "
-            f"{t.steps_per_execution}, jit_compile {t.jit_compile}, Adam {t.learning_rate:g}, "
-            f"beta {t.beta:g}; latent {m.latent_dim}, encoder {list(m.encoder_filters)} + "
-            f"{m.hidden_dim}, decoder {_decoder(m)}, {m.likelihood}")
+    precision = (f"{t.precision}" if t.precision != "auto"
+                 else f"{resolve_precision(t.precision)} (auto)")
+    return (f"batch {config.data.batch_size}, {precision}, steps_per_execution "
+            f"{t.steps_per_execution}, jit_compile {t.jit_compile}, xla_loss {t.xla_loss}, "
+            f"{'fused ' if t.fused_adam else ''}Adam {t.learning_rate:g} {t.lr_schedule} over "
+            f"{t.epochs} epochs, beta {t.beta:g}; latent {m.latent_dim}, encoder "
+            f"{list(m.encoder_filters)} + {m.hidden_dim}, decoder {_decoder(m)}, "
+            f"{m.likelihood}")
 
 
 def _decoder(m) -> str:

@@ -15,11 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, images, sampling
-from cvae.config import Config
+from cvae.config import Config, resolve_precision
 from cvae.files import atomic_write_text, require_writable
 from cvae.labels import NUM_CLASSES
 from cvae.metrics import bits_per_dim
 from cvae.model import CVAE, build_model
+from cvae.optimizers import FusedAdam
 
 
 class NonFiniteLossError(RuntimeError):
@@ -119,6 +120,12 @@ class _Run:
             saved = Config.from_json((self.dir / "config.json").read_text())
             if dataclasses.replace(saved, train=config.train) != config:
                 raise RunError(f"--resume: data/model config differs from {self.dir}/config.json")
+            if saved.train.lr_schedule != config.train.lr_schedule:
+                # A constant rate is a variable of the optimiser's checkpoint; a schedule is not.
+                raise RunError(f"--resume: {self.dir} was trained with lr_schedule "
+                               f"{saved.train.lr_schedule!r}, whose optimiser state does not "
+                               f"restore into {config.train.lr_schedule!r}: resume it with "
+                               f"--lr-schedule {saved.train.lr_schedule}")
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             except Exception as e:  # noqa: BLE001 -- OpError, IndexError, AssertionError...
@@ -128,8 +135,10 @@ class _Run:
                 raise RunError(f"--resume: cannot restore {latest} (corrupt or incomplete "
                                f"checkpoint; delete it to fall back to an earlier one): "
                                f"{detail.strip().splitlines()[0] if detail.strip() else type(e).__name__}") from e
-            # The optimiser's checkpoint holds the old learning rate; the config says the new one.
-            model.optimizer.learning_rate = config.train.learning_rate
+            # A constant rate is a variable of the optimiser's checkpoint, which holds the old
+            # one; the config says the new one. (A schedule is computed from the step.)
+            if config.train.lr_schedule == "constant":
+                model.optimizer.learning_rate = config.train.learning_rate
             print(f"resumed {latest} (epoch {int(self.epoch)}, step "
                   f"{_step(model)})", flush=True)
         elif latest is not None:
@@ -212,14 +221,18 @@ def split_cpu(devices: int) -> None:
         cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
 
 
-def compiled_model(config: Config) -> CVAE:
-    """The model of `config`, compiled with Adam and its optimiser built (so a checkpoint can
-    restore into it), in the current tf.distribute scope."""
+def compiled_model(config: Config, *, steps_per_epoch: int | None) -> CVAE:
+    """The model of `config`, compiled with its optimiser built (so a checkpoint can restore
+    into it), in the current tf.distribute scope. The learning-rate schedule spans the config's
+    `epochs` of `steps_per_epoch` steps; None is for a model that will not be trained
+    (evaluation, export), which gets the constant peak rate."""
+    precision = resolve_precision(config.train.precision)
     model = build_model(config.model, beta=config.train.beta,
                         kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed,
-                        dtype_policy=config.train.precision)
-    optimizer = keras.optimizers.Adam(config.train.learning_rate)
-    if config.train.precision == "mixed_float16":  # float16 gradients underflow unscaled
+                        dtype_policy=precision, xla_loss=config.train.xla_loss)
+    adam = FusedAdam if config.train.fused_adam else keras.optimizers.Adam
+    optimizer = adam(learning_rate(config, steps_per_epoch))
+    if precision == "mixed_float16":  # float16 gradients underflow unscaled
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer,
                   jit_compile=config.train.jit_compile,
@@ -228,10 +241,20 @@ def compiled_model(config: Config) -> CVAE:
     return model
 
 
+def learning_rate(config: Config, steps_per_epoch: int | None):
+    """The optimiser's learning rate: `learning_rate`, or for the cosine schedule a
+    `CosineDecay` from it to 0 over `epochs * steps_per_epoch` steps (the constant rate when
+    `steps_per_epoch` is None)."""
+    t = config.train
+    if t.lr_schedule == "constant" or steps_per_epoch is None:
+        return t.learning_rate
+    return keras.optimizers.schedules.CosineDecay(t.learning_rate, t.epochs * steps_per_epoch)
+
+
 def _float32_model(config: Config, weights: list | None = None) -> CVAE:
     """A single-device float32 model (what is evaluated and exported), with `weights`."""
     model = compiled_model(config.replace(precision="float32", steps_per_execution=1,
-                                          jit_compile=False))
+                                          jit_compile=False), steps_per_epoch=None)
     if weights is not None:
         model.set_weights(weights)
     return model
@@ -255,6 +278,8 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
+    # "auto" is made concrete before the run's config.json records it.
+    config = config.replace(precision=resolve_precision(config.train.precision))
     strategy = distribution_strategy(config.train.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.data.batch_size % replicas:
@@ -270,9 +295,9 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
           f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
           f"{replicas} replica(s) of batch {config.data.batch_size // replicas}", flush=True)
 
-    with strategy.scope():
-        model = compiled_model(config)
     steps = data.steps_per_epoch(len(splits.train[0]), config.data.batch_size)
+    with strategy.scope():
+        model = compiled_model(config, steps_per_epoch=steps)
     run = _Run(config, model, resume, steps, chief, worker_id)
     end = _EpochEnd(run)
     log_dir = run.write_dir / "logs"
@@ -337,13 +362,16 @@ def load_run(run_dir: str | Path) -> TrainResult:
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.json)")
     config = Config.from_json((run_dir / "config.json").read_text())
-    model = _float32_model(config)
     latest = _latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
         raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    # The weights alone, into a model without an optimiser (whose checkpointed state depends on
+    # the run's learning-rate schedule); then the float32 model for evaluation and export.
+    restored = build_model(config.model, beta=config.train.beta, seed=config.train.seed)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    tf.train.Checkpoint(model=model, epoch=epoch).restore(latest).expect_partial() \
+    tf.train.Checkpoint(model=restored, epoch=epoch).restore(latest).expect_partial() \
         .assert_existing_objects_matched()
+    model = _float32_model(config, restored.get_weights())
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics.get("epochs") != int(epoch):  # metrics.json is of another epoch, or missing

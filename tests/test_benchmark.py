@@ -186,7 +186,7 @@ def test_baseline_dataset_is_a_per_example_map_then_batches_of_32_without_prefet
 def test_baseline_trains_the_same_model_drawing_its_own_noise():
     config = benchmark.quick_config()
     keras.utils.set_random_seed(config.train.seed)
-    default = compiled_model(config)
+    default = compiled_model(config, steps_per_epoch=None)
     baseline = benchmark.Baseline(config)
     for a, b in zip(default.get_weights(), baseline.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # same architecture and initialisation
@@ -201,6 +201,21 @@ def test_baseline_trains_the_same_model_drawing_its_own_noise():
     assert any((a != b.numpy()).any() for a, b in zip(before, baseline.model.trainable_variables))
     # eps came from the model's own seed generator, which moved on
     assert (state != baseline.model.seed_generator.state.numpy()).any()
+    # The tutorial's float32 loop: Keras' own Adam, a constant rate, the loss in a plain graph.
+    assert type(baseline.optimizer) is keras.optimizers.Adam and not baseline.model.xla_loss
+    assert baseline.model.decoder.out.compute_dtype == "float32"
+    assert baseline.model.encoder.conv1.compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("batch_size,learning_rate,expected", [
+    (128, 2e-3, 1e-3),  # the defaults: Keras' default Adam rate at batch 32
+    (512, 2e-3, 5e-4),
+    (32, 3e-4, 3e-4),
+])
+def test_baseline_rate_follows_the_square_root_rule(batch_size, learning_rate, expected):
+    config = Config().replace(batch_size=batch_size, learning_rate=learning_rate)
+    assert benchmark.baseline_learning_rate(config) == pytest.approx(expected)
+    assert float(benchmark.Baseline(config).optimizer.learning_rate) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("flags,message", [

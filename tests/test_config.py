@@ -77,3 +77,39 @@ def test_cli_rejects_bad_choice(capsys):
     with pytest.raises(SystemExit):
         _parse("--likelihood", "gaussian")
     assert "invalid choice: 'gaussian'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,gpus,expected", [
+    ({"avx2", "amx_bf16", "avx512_bf16"}, 0, "mixed_bfloat16"),  # the project's machines
+    ({"avx2", "avx512_bf16"}, 0, "mixed_bfloat16"),
+    ({"avx2", "avx512f"}, 0, "float32"),  # bfloat16 would be emulated: slower
+    (set(), 0, "float32"),  # flags unknown (another OS)
+    ({"amx_bf16"}, 1, "float32"),  # a GPU: float32 unless asked (--precision mixed_float16)
+])
+def test_auto_precision_follows_the_machine(flags, gpus, expected):
+    assert config_module.resolve_precision("auto", cpu_flags=flags, gpus=gpus) == expected
+    for concrete in ("float32", "mixed_bfloat16", "mixed_float16"):  # never overridden
+        assert config_module.resolve_precision(concrete, cpu_flags=flags, gpus=gpus) == concrete
+
+
+def test_auto_precision_reads_this_machines_cpu_flags():
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        flags = next(set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags"))
+    bf16 = bool(flags & {"amx_bf16", "avx512_bf16"})
+    assert config_module.resolve_precision("auto", gpus=0) == (
+        "mixed_bfloat16" if bf16 else "float32")
+
+
+def test_training_configs_written_before_the_fast_path_keep_their_meaning():
+    # Configs written before these fields existed trained at a constant rate with Keras' own
+    # Adam and a plain-graph loss; their precision field was always written out.
+    old = Config().to_dict()
+    for name in ("lr_schedule", "xla_loss", "fused_adam"):
+        del old["train"][name]
+    train = Config.from_dict(old).train
+    assert (train.lr_schedule, train.xla_loss, train.fused_adam) == ("constant", False, False)
+    assert (Config().train.lr_schedule, Config().train.xla_loss,
+            Config().train.fused_adam) == ("cosine", True, True)
+    with pytest.raises(ValueError, match="lr_schedule='linear' must be one of"):
+        Config().replace(lr_schedule="linear")

@@ -146,7 +146,7 @@ def test_label_dropout_hides_that_fraction_of_labels_in_training_only():
     from cvae.train import compiled_model
 
     config = Config().replace(label_dropout=0.25)
-    model = compiled_model(config)
+    model = compiled_model(config, steps_per_epoch=None)
     x = tf.zeros([4000, 28, 28, 1])
     labels = tf.zeros([4000], tf.int32)
     seen = []
@@ -166,3 +166,30 @@ def test_label_dropout_hides_that_fraction_of_labels_in_training_only():
     model.optimizer.iterations.assign(1)
     model((x, labels), training=True)
     assert not np.array_equal(seen[3].numpy(), seen[0].numpy())  # another step, another mask
+
+
+def test_xla_loss_gives_the_plain_loss_and_gradients():
+    from cvae.config import Config
+    from cvae.model import build_model
+
+    for likelihood in ("discretized_logistic", "bernoulli"):
+        config = Config.small().replace(likelihood=likelihood).model
+        model = build_model(config, beta=3.0)
+        x = tf.random.stateless_uniform([16, 28, 28, 1], seed=[3, 4])
+        if likelihood == "bernoulli":
+            x = tf.round(x)
+        labels = tf.range(16) % 10
+        eps = tf.random.stateless_normal([16, config.latent_dim], seed=[5, 6])
+        results = []
+        for xla in (False, True):
+            with tf.GradientTape() as tape:
+                terms = model.loss_terms(x, labels, 3.0, eps, training=True, xla=xla)
+            grads = tape.gradient(terms["loss"], model.trainable_variables)
+            results.append(({k: float(v) for k, v in terms.items()}, grads))
+        (plain, plain_grads), (fused, fused_grads) = results
+        assert plain["loss"] == pytest.approx(plain["recon"] + 3.0 * plain["kl"], rel=1e-6)
+        for name in plain:
+            assert fused[name] == pytest.approx(plain[name], rel=1e-5), (likelihood, name)
+        for a, b in zip(fused_grads, plain_grads, strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-3,
+                                       atol=1e-5 * float(tf.reduce_max(tf.abs(b))))

@@ -7,14 +7,19 @@ import pytest
 import tensorflow as tf
 
 from cvae import losses
-from cvae.config import Config
+from cvae import model as model_module
+from cvae.config import Config, resolve_precision
 from cvae.train import NonFiniteLossError, RunError, train
 
 
 def test_one_epoch_run_writes_its_directory(trained):
     result, config = trained["result"], trained["config"]
     run = result.run_dir
-    assert Config.from_json((run / "config.json").read_text()) == config
+    # The config as given, with precision "auto" recorded as what it resolved to here.
+    assert config.train.precision == "auto"
+    saved = Config.from_json((run / "config.json").read_text())
+    assert saved == config.replace(precision=resolve_precision("auto"))
+    assert saved.train.precision in ("float32", "mixed_bfloat16") and result.config == saved
     assert (run / "samples" / "epoch_001.png").is_file()
     assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((run / "logs" / "images").glob("events.out.tfevents.*"))
@@ -51,7 +56,9 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_existing_run_needs_resume_and_resume_continues(tmp_path):
-    config = Config.small(runs_dir=str(tmp_path))
+    # float32: the model returned is then the trained one, with its optimiser (a mixed-precision
+    # run returns a float32 copy for evaluation and export).
+    config = Config.small(runs_dir=str(tmp_path), lr_schedule="constant", precision="float32")
     first = train(config, verbose=0)
     with pytest.raises(RunError, match="already holds a run: pass --resume"):
         train(config, verbose=0)
@@ -69,6 +76,42 @@ def test_existing_run_needs_resume_and_resume_continues(tmp_path):
         train(config.replace(name="never-ran"), resume=True, verbose=0)
     with pytest.raises(RunError, match="data/model config differs"):
         train(config.replace(latent_dim=3, epochs=3), resume=True, verbose=0)
+    with pytest.raises(RunError, match="was trained with lr_schedule 'constant', whose optimiser "
+                                       "state does not restore into 'cosine': resume it with "
+                                       "--lr-schedule constant"):
+        train(config.replace(epochs=3, lr_schedule="cosine"), resume=True, verbose=0)
+
+
+def test_cosine_schedule_spans_the_epochs_of_the_run(tmp_path):
+    import keras
+
+    class Rates(keras.callbacks.Callback):  # the rate each optimiser step used
+        def __init__(self):
+            super().__init__()
+            self.rates = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+    config = Config.small(runs_dir=str(tmp_path), learning_rate=1e-2, epochs=1)
+    assert config.train.lr_schedule == "cosine"
+    steps = 512 // 64
+    first = Rates()
+    train(config, verbose=0, callbacks=[first])
+    half_cosine = lambda step, total: 0.5e-2 * (1 + np.cos(np.pi * step / total))  # noqa: E731
+    np.testing.assert_allclose(first.rates, [half_cosine(s, steps) for s in range(steps)],
+                               rtol=1e-5)
+    # Resumed for a second epoch, the schedule spans both: step 8 is its middle.
+    resumed = Rates()
+    train(config.replace(epochs=2), resume=True, verbose=0, callbacks=[resumed])
+    np.testing.assert_allclose(resumed.rates,
+                               [half_cosine(s, 2 * steps) for s in range(steps, 2 * steps)],
+                               rtol=1e-5)
+    # A constant schedule is the rate itself throughout.
+    constant = Rates()
+    train(config.replace(name="constant", lr_schedule="constant"), verbose=0,
+          callbacks=[constant])
+    assert constant.rates == [pytest.approx(1e-2)] * steps
 
 
 def test_a_run_that_never_checkpointed_can_start_again(tmp_path):
@@ -108,6 +151,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         return {k: v * np.nan for k, v in terms.items()}
 
     monkeypatch.setattr(losses, "negative_elbo", diverging)
+    # The XLA loss is a tf.function traced (with the real loss) by the run above: a fresh one
+    # traces the patched loss.
+    monkeypatch.setattr(model_module, "_xla_negative_elbo",
+                        tf.function(model_module._negative_elbo, jit_compile=True))
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at epoch 2.*ckpt-8"):
         train(config.replace(epochs=2), resume=True, verbose=0)
     assert tf.train.latest_checkpoint(str(good.run_dir / "checkpoints")) == checkpoint
@@ -120,8 +167,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 def test_jit_compile_trains_the_same_model(tmp_path):
     """The XLA path (--jit-compile, meant for GPUs) runs on CPU and agrees with plain graphs."""
-    plain = train(Config.small(runs_dir=str(tmp_path), name="plain"), verbose=0)
-    jit = train(Config.small(runs_dir=str(tmp_path), name="jit", jit_compile=True), verbose=0)
+    # float32: a mixed-precision run returns a float32 copy, compiled without XLA.
+    small = Config.small(runs_dir=str(tmp_path), precision="float32")
+    plain = train(small.replace(name="plain"), verbose=0)
+    jit = train(small.replace(name="jit", jit_compile=True), verbose=0)
     assert jit.model.jit_compile is True
     assert jit.metrics["validation"]["neg_elbo"] == pytest.approx(
         plain.metrics["validation"]["neg_elbo"], rel=1e-3)
@@ -134,7 +183,7 @@ def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, 
     from cvae.train import compiled_model
 
     config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
-    model = compiled_model(config)
+    model = compiled_model(config, steps_per_epoch=None)
     assert model.decoder.hidden[0].compute_dtype == precision.removeprefix("mixed_")
     assert model.decoder.hidden[0].kernel.dtype == "float32"  # weights stay float32
     assert model.decoder.out.compute_dtype == "float32"  # and so do the likelihood's parameters
@@ -150,9 +199,10 @@ def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, 
 
 
 def test_steps_per_execution_trains_the_same_model(tmp_path):
-    one = train(Config.small(runs_dir=str(tmp_path), name="one", epochs=2), verbose=0)
-    four = train(Config.small(runs_dir=str(tmp_path), name="four", epochs=2,
-                              steps_per_execution=4), verbose=0)
+    # float32: the model returned is then the trained one, with its optimiser's step count.
+    small = Config.small(runs_dir=str(tmp_path), epochs=2, precision="float32")
+    one = train(small.replace(name="one"), verbose=0)
+    four = train(small.replace(name="four", steps_per_execution=4), verbose=0)
     for a, b in zip(one.model.get_weights(), four.model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert int(four.model.optimizer.iterations) == 16
