@@ -25,8 +25,12 @@ from cvae.files import atomic_write_text
 from cvae.model import CVAE, build_model
 from cvae.train import compiled_model, make_dataset
 
-# The batch of the TensorFlow tutorials' loops, and of the baseline.
+# The batch of the TensorFlow tutorials' loops, and of the baseline, and its constant rate:
+# Keras' default for Adam, and what the square-root rule gives at batch 32 from the default
+# 2e-3 at 128. It stays fixed whatever the config's rate, so that `--learning-rate` or
+# `--lr-schedule` races the default's variants against one target.
 BASELINE_BATCH_SIZE = 32
+BASELINE_LEARNING_RATE = 1e-3
 GENERATION_LATENCY_BATCHES = (1, 64)
 GENERATION_THROUGHPUT_BATCH = 1000
 
@@ -222,23 +226,16 @@ def baseline_dataset(images: np.ndarray, labels: np.ndarray, likelihood: str,
             .with_options(options))
 
 
-def baseline_learning_rate(config: Config) -> float:
-    """The baseline's constant rate: the config's (peak) rate moved from its batch to the
-    baseline's 32 by the square-root rule, learning_rate * sqrt(32 / batch_size). For the
-    defaults (2e-3 at batch 128) that is 1e-3, Keras' default Adam rate."""
-    return config.train.learning_rate * math.sqrt(BASELINE_BATCH_SIZE / config.data.batch_size)
-
-
 class Baseline:
     """The same model (ModelConfig, beta and its warm-up, seed) trained by a hand-written
     loop in float32: a `tf.function` GradientTape step calling `model.loss_terms`, with the
     model drawing eps itself, and its own `keras.optimizers.Adam` at a constant
-    `baseline_learning_rate`."""
+    `BASELINE_LEARNING_RATE`."""
 
     def __init__(self, config: Config):
         _seed(config)
         self.model = build_model(config.model, beta=config.train.beta, seed=config.train.seed)
-        self.optimizer = keras.optimizers.Adam(baseline_learning_rate(config))
+        self.optimizer = keras.optimizers.Adam(BASELINE_LEARNING_RATE)
         beta, warmup = config.train.beta, config.train.kl_warmup_steps
         model, optimizer = self.model, self.optimizer
 
@@ -394,7 +391,8 @@ class _QualityStop(keras.callbacks.Callback):
 def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> dict:
     """The baseline trains `baseline_epochs` on the first `train_images` training images; its
     validation negative ELBO (nats/image) is the target. The default path (`fit`) then trains
-    on the same images epoch by epoch until it reaches the target, or `max_epochs`. Both
+    on the same images epoch by epoch until it reaches the target, or `max_epochs` (with a
+    cosine schedule, at most the config's `epochs`, after which its rate is 0). Both
     models are scored by the project's evaluation (`make_dataset(training=False)` and a float32
     model's `evaluate`) on the same validation images; scoring is off both clocks."""
     n = settings.train_images
@@ -424,9 +422,12 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
     _seed(config)
     steps = data.steps_per_epoch(n, config.data.batch_size)
     model = compiled_model(config, steps_per_epoch=steps)  # its schedule spans `epochs` of these
+    # A cosine schedule's rate is 0 after the config's epochs: no use going on.
+    max_epochs = (settings.max_epochs if config.train.lr_schedule == "constant"
+                  else min(settings.max_epochs, config.train.epochs))
     stop = _QualityStop(validation_neg_elbo, target)
     start = time.perf_counter()
-    model.fit(make_dataset(config, train, training=True), epochs=settings.max_epochs,
+    model.fit(make_dataset(config, train, training=True), epochs=max_epochs,
               steps_per_epoch=steps, callbacks=[stop], verbose=0, shuffle=False)
     default_seconds = time.perf_counter() - start - stop.evaluation_seconds
     return {"train_images": n, "validation_images": len(validation[0]),
@@ -436,7 +437,7 @@ def time_to_quality(config: Config, splits: data.Splits, settings: Settings) -> 
                          "validation_curve": baseline_curve},
             "default": {"epochs": len(stop.curve), "seconds": default_seconds,
                         "batch_size": config.data.batch_size, "neg_elbo": stop.curve[-1],
-                        "reached": stop.curve[-1] <= target, "max_epochs": settings.max_epochs,
+                        "reached": stop.curve[-1] <= target, "max_epochs": max_epochs,
                         "validation_curve": stop.curve},
             "ratio": default_seconds / baseline_seconds}
 
@@ -499,6 +500,7 @@ def run(config: Config, settings: Settings) -> dict:
     """Every measurement (see the module docstring), as one JSON-ready dict."""
     started = time.perf_counter()
     generate.resolve_version(settings.model_dir)  # a missing model fails before any work
+    config = _resolved(config)
     splits = data.load_splits(config.data)
     check(config, settings, splits)
     results = {"machine": machine(), "config": config.to_dict(),
@@ -522,6 +524,12 @@ def run(config: Config, settings: Settings) -> dict:
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def _resolved(config: Config) -> Config:
+    """`config` with precision "auto" made concrete, as training records it (so a variant that
+    names the same precision is the same config, and the JSON says what ran)."""
+    return config.replace(precision=resolve_precision(config.train.precision))
 
 
 def _flat(config: Config) -> dict:
@@ -570,6 +578,7 @@ def run_variants(config: Config, variants: list[Config], settings: Settings) -> 
     """Training throughput (each in its own child process) of `config` and of every variant
     that differs from it. A variant that cannot run gets an "error" instead of figures."""
     started = time.perf_counter()
+    config, variants = _resolved(config), [_resolved(v) for v in variants]
     results = {"machine": machine(), "config": config.to_dict(),
                "settings": dataclasses.asdict(settings), "variants": []}
     data.load_splits(config.data)  # fails here, once, if the data cannot be read
@@ -599,9 +608,7 @@ def run_variants(config: Config, variants: list[Config], settings: Settings) -> 
 
 def _describe(config: Config) -> str:
     t, m = config.train, config.model
-    precision = (f"{t.precision}" if t.precision != "auto"
-                 else f"{resolve_precision(t.precision)} (auto)")
-    return (f"batch {config.data.batch_size}, {precision}, steps_per_execution "
+    return (f"batch {config.data.batch_size}, {t.precision}, steps_per_execution "
             f"{t.steps_per_execution}, jit_compile {t.jit_compile}, xla_loss {t.xla_loss}, "
             f"{'fused ' if t.fused_adam else ''}Adam {t.learning_rate:g} {t.lr_schedule} over "
             f"{t.epochs} epochs, beta {t.beta:g}; latent {m.latent_dim}, encoder "

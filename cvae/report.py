@@ -15,7 +15,7 @@ import numpy as np
 
 from cvae import evaluate as ev
 from cvae import figures
-from cvae.config import Config
+from cvae.config import Config, resolve_precision
 from cvae.export import ASSETS_EXTRA, TRAINING_LOGS, versions
 from cvae.files import require_writable
 from cvae.generate import ServedModel, load
@@ -24,6 +24,10 @@ from cvae.generate import ServedModel, load
 TARGETS = {"accuracy": 0.95, "accuracy_per_class": 0.80, "frechet_vs_tutorial": 0.5,
            "diversity": 0.6}
 COMPARISONS = ("unconditional", "tutorial")
+# Training fields that shape a comparison model's weights; the others (where it runs, how the
+# steps are compiled, strategy) do not change what it learns.
+RECIPE_FIELDS = ("epochs", "seed", "learning_rate", "lr_schedule", "beta", "kl_warmup_steps",
+                 "precision")
 
 
 class ReportError(ValueError):
@@ -38,7 +42,8 @@ def comparison_config(main: ServedModel, recipe: str) -> Config:
 
 def comparison_model(main: ServedModel, recipe: str, models_dir: Path, log=print) -> ServedModel:
     """The highest version under <models_dir>/cvae-<recipe>, trained and exported first if
-    there is none; refuses one trained with other epochs, data or seed than the main model."""
+    there is none; refuses one trained with another recipe than `comparison_config` gives
+    (epochs, seed, optimisation, precision) or on other data than the main model."""
     wanted = comparison_config(main, recipe)
     base = models_dir / f"cvae-{recipe}"
     if not versions(base):
@@ -51,12 +56,13 @@ def comparison_model(main: ServedModel, recipe: str, models_dir: Path, log=print
         export.export_run(result, base)
     model = load(base)
     have = Config.from_dict(model.config)
-    for field in ("epochs", "seed"):
+    wanted = wanted.replace(precision=resolve_precision(wanted.train.precision))
+    for field in RECIPE_FIELDS:
         if getattr(have.train, field) != getattr(wanted.train, field):
             raise ReportError(f"{model.path} was trained with {field}="
-                              f"{getattr(have.train, field)}, the main model with "
-                              f"{getattr(wanted.train, field)}; move it away to train a "
-                              f"matching one")
+                              f"{getattr(have.train, field)}, the {recipe} recipe of the main "
+                              f"model is {getattr(wanted.train, field)}; move it away to train "
+                              f"a matching one")
     if dataclasses.replace(have.data, batch_size=1) != dataclasses.replace(wanted.data,
                                                                           batch_size=1):
         raise ReportError(f"{model.path} was trained on other data ({have.data}) than the main "

@@ -368,12 +368,14 @@ def load_run(run_dir: str | Path) -> TrainResult:
     # Keras 3 layers held in a list (the dense decoder's) reach the checkpoint only through the
     # optimiser's list of the variables it trains, so the model is restored with an optimiser
     # of the run's layout: a constant rate is a variable of its state, a schedule is not (the
-    # schedule's length does not matter here).
-    model = compiled_model(config.replace(precision="float32", steps_per_execution=1,
-                                          jit_compile=False), steps_per_epoch=1)
+    # schedule's length does not matter here), and mixed_float16 wraps it in a loss-scale
+    # optimiser. Then the float32 model, for evaluation and export.
+    restored = compiled_model(config.replace(steps_per_execution=1, jit_compile=False),
+                              steps_per_epoch=1)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    tf.train.Checkpoint(model=model, epoch=epoch).restore(latest).expect_partial() \
+    tf.train.Checkpoint(model=restored, epoch=epoch).restore(latest).expect_partial() \
         .assert_existing_objects_matched()
+    model = _float32_model(config, restored.get_weights())
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if metrics.get("epochs") != int(epoch):  # metrics.json is of another epoch, or missing

@@ -56,6 +56,6 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     config = Config.small(runs_dir=str(root / "runs"), export_dir=str(root / "saved_models/cvae"))
     result = train(config, verbose=0)
-    path = export(result.model, config, result.metrics, config.train.export_dir,
+    path = export(result.model, result.config, result.metrics, config.train.export_dir,
                   logs_dir=result.run_dir / "logs")
     return {"result": result, "config": config, "export": path, "root": root}

@@ -187,3 +187,27 @@ def test_train_classifier_refuses_zero_epochs(tmp_path):
     assert result.returncode == 2
     assert "classifier: epochs=0 must be >= 1" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field,value", [
+    ("learning_rate", 1e-3), ("lr_schedule", "constant"), ("precision", "mixed_float16"),
+    ("beta", 1.0), ("epochs", 7), ("seed", 5)])
+def test_a_comparison_model_of_another_recipe_is_refused(trained, served, tmp_path, field, value):
+    """`--compare` reuses a comparison model only if it was trained by the recipe the main model
+    implies: the training fields that shape the weights, and the data."""
+    import shutil
+
+    from cvae import report
+    from cvae.config import Config, resolve_precision
+
+    wanted = report.comparison_config(served, "unconditional")
+    wanted = wanted.replace(precision=resolve_precision(wanted.train.precision))
+    for name, config in (("matching", wanted), ("other", wanted.replace(**{field: value}))):
+        version = tmp_path / name / "cvae-unconditional" / "1"
+        shutil.copytree(trained["export"], version)
+        (version / "assets.extra" / "config.json").write_text(config.to_json())
+    assert Config.from_dict(report.comparison_model(
+        served, "unconditional", tmp_path / "matching").config) == wanted
+    with pytest.raises(report.ReportError, match=f"was trained with {field}={value}, the "
+                                                 f"unconditional recipe of the main model is "):
+        report.comparison_model(served, "unconditional", tmp_path / "other")

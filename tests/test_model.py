@@ -172,7 +172,7 @@ def test_xla_loss_gives_the_plain_loss_and_gradients():
     from cvae.config import Config
     from cvae.model import build_model
 
-    for likelihood in ("discretized_logistic", "bernoulli"):
+    for likelihood in ("discretized_logistic", "bernoulli", "continuous_bernoulli"):
         config = Config.small().replace(likelihood=likelihood).model
         model = build_model(config, beta=3.0)
         x = tf.random.stateless_uniform([16, 28, 28, 1], seed=[3, 4])
@@ -193,3 +193,24 @@ def test_xla_loss_gives_the_plain_loss_and_gradients():
         for a, b in zip(fused_grads, plain_grads, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-3,
                                        atol=1e-5 * float(tf.reduce_max(tf.abs(b))))
+
+
+def test_compiled_model_takes_the_fast_path_the_config_asks_for():
+    import keras
+
+    from cvae.config import Config
+    from cvae.optimizers import FusedAdam
+    from cvae.train import compiled_model
+
+    fast = compiled_model(Config.small().replace(precision="float32"), steps_per_epoch=8)
+    assert type(fast.optimizer) is FusedAdam and fast.xla_loss
+    assert isinstance(fast.optimizer._learning_rate,  # noqa: SLF001 -- what apply() reads
+                      keras.optimizers.schedules.CosineDecay)
+    plain = compiled_model(Config.small().replace(precision="float32", fused_adam=False,
+                                                  xla_loss=False, lr_schedule="constant"),
+                           steps_per_epoch=8)
+    assert type(plain.optimizer) is keras.optimizers.Adam and not plain.xla_loss
+    assert float(plain.optimizer.learning_rate) == pytest.approx(2e-3)
+    bf16 = compiled_model(Config.small().replace(precision="mixed_bfloat16"), steps_per_epoch=8)
+    assert bf16.encoder.conv1.compute_dtype == "bfloat16"
+    assert type(bf16.optimizer) is FusedAdam  # no loss scaling for bfloat16

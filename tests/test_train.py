@@ -187,7 +187,7 @@ def test_jit_compile_trains_the_same_model(tmp_path):
 def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, precision):
     import keras
 
-    from cvae.train import compiled_model
+    from cvae.train import compiled_model, load_run
 
     config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
     model = compiled_model(config, steps_per_epoch=None)
@@ -198,6 +198,11 @@ def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, 
         precision == "mixed_float16")
     mixed = train(config, verbose=0)
     assert mixed.model.decoder.hidden[0].compute_dtype == "float32"  # what is evaluated and exported
+    # The run reloads (as `pipelines.export --run` does) with every trained weight.
+    loaded = load_run(mixed.run_dir)
+    assert loaded.model.decoder.hidden[0].compute_dtype == "float32"
+    for a, b in zip(loaded.model.get_weights(), mixed.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
     plain = train(config.replace(name="plain", precision="float32"), verbose=0)
     # 16-bit arithmetic, the same training: close, not equal.
     assert mixed.metrics["validation"]["neg_elbo"] == pytest.approx(
