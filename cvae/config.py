@@ -244,7 +244,11 @@ class TrainConfig:
     # The likelihood's log-probability and the KL (element-wise work over 784 pixels and their
     # two parameters) compiled by XLA into a few fused kernels, in `fit`'s train and test steps
     # only; the rest of the step stays a plain TensorFlow graph (`jit_compile` compiles it all).
-    xla_loss: bool = True
+    # Off: on the project's 2-core CPU in bfloat16 it gave no faster steps (alternated one-off
+    # runs of 13 race epochs: 0.7 to 0.8 s an epoch either way) and its compilation added 1.5
+    # to 2.5 s to the first epoch. (The shipped model was trained with it on: the same
+    # arithmetic.) Worth trying where the rest of the step is fast, as on a GPU.
+    xla_loss: bool = False
     # Adam's update of each variable by TensorFlow's fused kernel (`cvae.optimizers.FusedAdam`,
     # the same arithmetic) rather than Keras 3's eight element-wise operations.
     fused_adam: bool = True

@@ -113,6 +113,6 @@ def test_training_configs_written_before_the_fast_path_keep_their_meaning():
     train = Config.from_dict(old).train
     assert (train.lr_schedule, train.xla_loss, train.fused_adam) == ("constant", False, False)
     assert (Config().train.lr_schedule, Config().train.xla_loss,
-            Config().train.fused_adam) == ("cosine", True, True)
+            Config().train.fused_adam) == ("cosine", False, True)
     with pytest.raises(ValueError, match="lr_schedule='linear' must be one of"):
         Config().replace(lr_schedule="linear")

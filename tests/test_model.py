@@ -203,7 +203,9 @@ def test_compiled_model_takes_the_fast_path_the_config_asks_for():
     from cvae.train import compiled_model
 
     fast = compiled_model(Config.small().replace(precision="float32"), steps_per_epoch=8)
-    assert type(fast.optimizer) is FusedAdam and fast.xla_loss
+    assert type(fast.optimizer) is FusedAdam and not fast.xla_loss
+    assert compiled_model(Config.small().replace(precision="float32", xla_loss=True),
+                          steps_per_epoch=8).xla_loss
     assert isinstance(fast.optimizer._learning_rate,  # noqa: SLF001 -- what apply() reads
                       keras.optimizers.schedules.CosineDecay)
     plain = compiled_model(Config.small().replace(precision="float32", fused_adam=False,

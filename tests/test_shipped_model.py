@@ -24,12 +24,14 @@ def test_shipped_model_was_trained_by_the_defaults():
     config = Config.from_json((SHIPPED / "assets.extra" / "config.json").read_text())
     defaults = Config()
     assert config.data == defaults.data and config.model == defaults.model
-    # Only where the run was written may differ (`make train NAME=...`), and precision "auto"
-    # is recorded as what it resolved to on the machine that trained it.
+    # Only where the run was written may differ (`make train NAME=...`); precision "auto" is
+    # recorded as what it resolved to on the machine that trained it; and the run compiled its
+    # loss with XLA, the default then (the same arithmetic, in fewer kernels).
     assert defaults.train.precision == "auto"
     assert config.train.precision in ("mixed_bfloat16", "float32")
-    assert dataclasses.replace(config.train, name=defaults.train.name,
-                               precision="auto") == defaults.train
+    assert config.train.xla_loss
+    assert dataclasses.replace(config.train, name=defaults.train.name, precision="auto",
+                               xla_loss=defaults.train.xla_loss) == defaults.train
     metrics = json.loads((SHIPPED / "assets.extra" / "metrics.json").read_text())
     assert metrics["epochs"] == defaults.train.epochs
     assert sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()) < 10 * 2**20
