@@ -50,8 +50,8 @@ STANDARD_VARIANTS = ("batch_size=64", "batch_size=128", "batch_size=256", "batch
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """How much the benchmark measures. With the defaults the whole run took 4.6 minutes on the
-    project's 2-core CPU machine while other jobs shared it (load average 2 to 3)."""
+    """How much the benchmark measures. With the defaults the whole run took 124 and 128 s on
+    the project's 2-core CPU machine (README, "Speed")."""
 
     model_dir: str = "saved_models/cvae"
     # Time to quality: training images (the first N of the training split) and validation

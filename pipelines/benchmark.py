@@ -6,8 +6,8 @@
     python -m pipelines.benchmark --variants batch_size=256,steps_per_execution=8 jit_compile=true
     python -m pipelines.benchmark --quick           # seconds-long smoke run (tests)
 
-The full benchmark took about 5 minutes on the project's 2-core CPU machine (shared with other
-jobs at the time), --variants about 7; it prints a table and three targets, each PASS or FAIL.
+The full benchmark took about 2 minutes on the project's 2-core CPU machine, --variants about
+7 earlier; it prints a table and three targets, each PASS or FAIL.
 This file is intentionally short: the logic is in `cvae.benchmark`.
 """
 
