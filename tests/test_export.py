@@ -147,7 +147,9 @@ def test_layout_assets_and_no_python_ops(trained):
     assert path.name == "1" and (path / "saved_model.pb").is_file()
     assert (path / "variables" / "variables.index").is_file()
     extra = path / "assets.extra"
-    assert Config.from_json((extra / "config.json").read_text()) == trained["config"]
+    # The run's config, with precision "auto" as training resolved it.
+    recorded = Config.from_json((extra / "config.json").read_text())
+    assert recorded == trained["result"].config and recorded.train.precision != "auto"
     assert json.loads((extra / "classes.json").read_text())[7] == "Sneaker"
     metrics = json.loads((extra / "metrics.json").read_text())
     assert metrics["test"] == trained["result"].metrics["test"]
