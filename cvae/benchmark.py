@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, generate
-from cvae.config import Config, resolve_precision
+from cvae.config import Config
 from cvae.files import atomic_write_text
 from cvae.model import CVAE, build_model
 from cvae.train import compiled_model, make_dataset
@@ -523,7 +523,7 @@ def run(config: Config, settings: Settings) -> dict:
     """Every measurement (see the module docstring), as one JSON-ready dict."""
     started = time.perf_counter()
     generate.resolve_version(settings.model_dir)  # a missing model fails before any work
-    config = _resolved(config)
+    config = config.resolved()
     splits = data.load_splits(config.data)
     check(config, settings, splits)
     results = {"machine": machine(), "config": config.to_dict(),
@@ -548,12 +548,6 @@ def run(config: Config, settings: Settings) -> dict:
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = time.perf_counter() - started
     return results
-
-
-def _resolved(config: Config) -> Config:
-    """`config` with precision "auto" made concrete, as training records it (so a variant that
-    names the same precision is the same config, and the JSON says what ran)."""
-    return config.replace(precision=resolve_precision(config.train.precision))
 
 
 def _flat(config: Config) -> dict:
@@ -602,7 +596,9 @@ def run_variants(config: Config, variants: list[Config], settings: Settings) -> 
     """Training throughput (each in its own child process) of `config` and of every variant
     that differs from it. A variant that cannot run gets an "error" instead of figures."""
     started = time.perf_counter()
-    config, variants = _resolved(config), [_resolved(v) for v in variants]
+    # "auto" made concrete: a variant naming the same precision is then the same config, and
+    # the JSON says what ran.
+    config, variants = config.resolved(), [v.resolved() for v in variants]
     results = {"machine": machine(), "config": config.to_dict(),
                "settings": dataclasses.asdict(settings), "variants": []}
     data.load_splits(config.data)  # fails here, once, if the data cannot be read

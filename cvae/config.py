@@ -331,6 +331,11 @@ class Config:
         return Config(**{name: dataclasses.replace(getattr(self, name), **changes)
                          for name, changes in sections.items()})
 
+    def resolved(self) -> "Config":
+        """This config with precision "auto" made concrete for this machine
+        (`resolve_precision`), as a run's config.json and an export record it."""
+        return self.replace(precision=resolve_precision(self.train.precision))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

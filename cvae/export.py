@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from cvae import likelihoods, sampling
-from cvae.config import Config, resolve_precision
+from cvae.config import Config
 from cvae.data import binarize_static, load_splits
 from cvae.files import require_writable
 from cvae.labels import CLASS_NAMES, NUM_CLASSES
@@ -368,8 +368,7 @@ def export(model: CVAE, config: Config, metrics: dict | None,
         extra = tmp / ASSETS_EXTRA
         extra.mkdir()
         # As training records it: "auto" made concrete (for a config given as it was written).
-        recorded = config.replace(precision=resolve_precision(config.train.precision))
-        (extra / "config.json").write_text(recorded.to_json())
+        (extra / "config.json").write_text(config.resolved().to_json())
         (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
         (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
         with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:

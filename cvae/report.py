@@ -15,7 +15,7 @@ import numpy as np
 
 from cvae import evaluate as ev
 from cvae import figures
-from cvae.config import Config, resolve_precision
+from cvae.config import Config
 from cvae.export import ASSETS_EXTRA, TRAINING_LOGS, versions
 from cvae.files import require_writable
 from cvae.generate import ServedModel, load
@@ -56,7 +56,7 @@ def comparison_model(main: ServedModel, recipe: str, models_dir: Path, log=print
         export.export_run(result, base)
     model = load(base)
     have = Config.from_dict(model.config)
-    wanted = wanted.replace(precision=resolve_precision(wanted.train.precision))
+    wanted = wanted.resolved()
     for field in RECIPE_FIELDS:
         if getattr(have.train, field) != getattr(wanted.train, field):
             raise ReportError(f"{model.path} was trained with {field}="

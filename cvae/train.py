@@ -279,7 +279,7 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.train.seed)
     # "auto" is made concrete before the run's config.json records it.
-    config = config.replace(precision=resolve_precision(config.train.precision))
+    config = config.resolved()
     strategy = distribution_strategy(config.train.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.data.batch_size % replicas:
