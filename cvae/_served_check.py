@@ -9,7 +9,7 @@ names, then parses assets.extra/tf_serving_warmup_requests and replays every rec
 outputs against the contract. Prints one JSON object on stdout: {"problems": [...], "report":
 [...]}. CONTRACT.json is `cvae.check`'s rendering of `cvae.export.SIGNATURES`: signature ->
 {"inputs"|"outputs": name -> {"dtype", "shape" (ints, "N" for the batch, "D" for a latent size
-not known), "value_range"}}. This file is run by path and must not import cvae.
+not known), "value_range", "values" (the only values an input may take, or null)}}. This file is run by path and must not import cvae.
 """
 
 import json
@@ -65,7 +65,10 @@ def synthetic_inputs(contract: dict, signature_def) -> dict:
             else:
                 shape.append(d)
         low_high = spec["value_range"]
-        if spec["dtype"].startswith("int"):
+        if spec.get("values"):  # e.g. a mask of 0s and 1s: the values it may take, in turn
+            count = np.arange(np.prod(shape)).reshape(shape)
+            value = np.asarray(spec["values"])[count % len(spec["values"])]
+        elif spec["dtype"].startswith("int"):
             count = np.arange(np.prod(shape)).reshape(shape)
             value = count if low_high is None else low_high[0] + count % (
                 low_high[1] - low_high[0] + 1)

@@ -56,6 +56,22 @@ ALLOWED_OPS = frozenset({
     "Assert",
     # the evaluation functions' log-probabilities (log_likelihood, binarized_log_likelihood)
     "Cast", "Ceil", "Exp", "Expm1", "Floor", "Log", "Log1p", "MulNoNan", "Round", "Sum",
+    # the applications (cvae.applications): log-sum-exp and softmax over codes and classes, the
+    # Gumbel-max pick of a code, gathers of the picked code, the class mixture's density
+    # (cvae.sampling.class_log_densities: an identity, a triangular solve, an einsum, the
+    # log-determinant), the broadcast of shared noise, the mask check
+    "ArgMax", "BroadcastArgs", "BroadcastTo", "Einsum", "Fill", "GatherV2", "IsFinite",
+    "LogicalOr", "MatrixDiagPartV3", "MatrixDiagV3", "MatrixTriangularSolve", "Max", "Pow",
+    "Slice", "Softmax", "SquaredDifference", "StopGradient", "Transpose",
+    # loops whose bodies read the model's variables (While): classify's over the ten classes,
+    # inpaint's over its rounds
+    "While",
+    # denoise's 3x3 median filter (symmetric padding, the 5th largest of 9 values) and its
+    # noise model (a clipped Gaussian's tails, the bins' probabilities)
+    "MirrorPad", "PadV2", "TopKV2", "Erfc", "OnesLike", "Sqrt",
+    "Cosh", "NotEqual",  # the continuous Bernoulli's variance (denoise's Gaussian fusion)
+    # classify's typicality: each image's PNG length in memory (tf.io.encode_png, no file)
+    "EncodePng", "StringLength",
 })
 # The saver's own ops: allowed only in the functions that saver_def names (checkpoint save and
 # restore, which the loader runs to restore the variables), never in a served function.
@@ -298,7 +314,8 @@ def _contract_json(latent_dim: int | None) -> dict:
     and the latent size filled in ("D" when config.json could not tell it)."""
     def render(tensor):
         shape = [N if d == N else (latent_dim or D) if d == D else d for d in tensor.shape]
-        return {"dtype": tensor.dtype, "shape": shape, "value_range": tensor.value_range}
+        return {"dtype": tensor.dtype, "shape": shape, "value_range": tensor.value_range,
+                "values": tensor.values}
 
     return {name: {kind: {key: render(t) for key, t in contract[kind].items()}
                    for kind in ("inputs", "outputs")}

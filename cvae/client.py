@@ -144,7 +144,7 @@ def generate(label: int, num: int, seed: int, *, model: str = "cvae", url: str |
 
 
 def _check_generated(out: dict, num: int, where: str) -> None:
-    """Fails unless `out` is what the serving_default contract promises (README.md)."""
+    """Fails unless `out` is what the serving_default contract promises (docs/serving.md)."""
     if sorted(out) != ["images", "z"]:
         raise ServingError(f"{where} sent outputs {sorted(out)}; serving_default gives "
                            f"images and z (is this the cvae model?)")
@@ -157,3 +157,67 @@ def _check_generated(out: dict, num: int, where: str) -> None:
                            f"[{num}, latent]")
     if not (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
         raise ServingError(f"{where} sent images with pixels outside [0, 1]")
+
+
+# The outputs of every signature with their dtypes, as `cvae.export.SIGNATURES` lists them
+# (REST's JSON does not carry dtypes; tests/test_client.py keeps the two in step). Written out
+# here because a client must not need the export code (TensorFlow Probability, Keras).
+OUTPUT_DTYPES = {
+    "serving_default": {"images": "float32", "z": "float32"},
+    "decode": {"images": "float32"}, "encode": {"mean": "float32", "stddev": "float32"},
+    "reconstruct": {"images": "float32"}, "restyle": {"images": "float32"},
+    "inpaint": {"images": "float32"}, "denoise": {"images": "float32"},
+    "classify": {"probabilities": "float32", "label": "int32", "log_likelihood": "float32",
+                 "typicality": "float32"},
+}
+
+
+def predict(signature: str, inputs: Mapping[str, np.ndarray], *, model: str = "cvae",
+            url: str | None = None, grpc_target: str | None = None, version: int | None = None,
+            timeout: float = DEFAULT_TIMEOUT) -> dict[str, np.ndarray]:
+    """Any signature of the served model, over REST (`url`) or gRPC (`grpc_target`; give exactly
+    one): its outputs as arrays of the contract's dtypes. An answer with other outputs, or of
+    other dtypes, is a ServingError."""
+    if (url is None) == (grpc_target is None):
+        raise ValueError("give exactly one of url (REST) and grpc_target (gRPC)")
+    if signature not in OUTPUT_DTYPES:
+        raise ValueError(f"unknown signature {signature!r}: one of {', '.join(OUTPUT_DTYPES)}")
+    expected = OUTPUT_DTYPES[signature]
+    if url is not None:
+        out = rest_predict(url, model, inputs, signature_name=signature, version=version,
+                           timeout=timeout, output_dtypes=expected)
+        where = predict_url(url, model, version)
+    else:
+        out = grpc_predict(grpc_target, model, inputs, signature_name=signature,
+                           version=version, timeout=timeout)
+        where = f"gRPC server {grpc_target}"
+    if sorted(out) != sorted(expected):
+        raise ServingError(f"{where} sent outputs {sorted(out)}; {signature} gives "
+                           f"{', '.join(sorted(expected))}")
+    for name, dtype in expected.items():
+        if out[name].dtype != np.dtype(dtype):
+            raise ServingError(f"{where} sent {name} as {out[name].dtype}; {signature} gives "
+                               f"{dtype}")
+    return out
+
+
+def inpaint(images, mask, labels, seeds, **server) -> np.ndarray:
+    """The served model's completions float32 [N, 28, 28, 1] of `images` [N, 28, 28, 1] whose
+    pixels where `mask` is 0 are missing, as classes `labels`, from `seeds` (see `predict` for
+    the server arguments)."""
+    inputs = {"images": np.asarray(images, np.float32), "mask": np.asarray(mask, np.float32),
+              "label": np.asarray(labels, np.int32), "seed": np.asarray(seeds, np.int32)}
+    return predict("inpaint", inputs, **server)["images"]
+
+
+def denoise(images, labels, **server) -> np.ndarray:
+    """The served model's cleaned images float32 [N, 28, 28, 1] of noisy `images` of classes
+    `labels`."""
+    inputs = {"images": np.asarray(images, np.float32), "label": np.asarray(labels, np.int32)}
+    return predict("denoise", inputs, **server)["images"]
+
+
+def classify(images, **server) -> dict[str, np.ndarray]:
+    """The served model's {"probabilities", "label", "log_likelihood", "typicality"} for
+    `images` [N, 28, 28, 1] in [0, 1]."""
+    return predict("classify", {"images": np.asarray(images, np.float32)}, **server)

@@ -1,72 +1,12 @@
 """Frozen configuration dataclasses; their defaults train the shipped model.
 
-The shipped model (`saved_models/cvae/7`) was trained and exported with the defaults by
+    make train        # python -m pipelines.train; every field is a flag (--help)
 
-    make train NAME=fast-v7 TRAIN_ARGS=--no-export
-    python -m pipelines.export --run runs/fast-v7
-
-in 7 minutes 15 s on the project's 2-core CPU machine with nothing else running (20 epochs of
-18.3 to 26.7 s, 20.9 s on average; bfloat16 by `precision="auto"`), reaching a test negative
-ELBO of 1937.2 nats per image (3.565 bits per dimension; validation 1927.2); the export, with
-its fit of the 80 Gaussians, took about 50 s. Versions 4 to 6, in the history, are the
-weights of one earlier run (`runs/shipped-v4`: float32, Keras' Adam at a constant 1e-3, the
-loss in a plain graph; 15 minutes on a shared machine, test negative ELBO 1944.7), exported
-with guidance 1.5 and prior codes (4), guidance 1.75 and one Gaussian per class at temperature
-0.7 (5), and with version 7's inference settings (6). The sweeps below were measured on those
-version-4 weights.
-
-How the recipe was chosen: by the classifier of `pipelines.evaluate` (README, "Measured
-quality"). Training choices, in one-off in-process measurements on 300 samples per class (to
-repeat one, train it with the flags and run `pipelines.evaluate`):
-- the dense decoder (`architecture="mlp"`): a sixth of the convolutional decoder's cost, which
-  the k=1000 IWAE evaluation and generation speed need; the convolutional one gave a 2.3%
-  better ELBO at 12 epochs (1927.7 against 1972.8 nats) and the same conditional accuracy
-  (0.80 against 0.80, median images);
-- beta 3: beta 1 gave a 2.2% better ELBO (1929.0 nats at 12 epochs) but conditional accuracy
-  0.63 against 0.80;
-- median images (`cvae.likelihoods.image`): accuracy 0.80 against 0.71 for mean images;
-- 20 epochs rather than 12: test ELBO 1952.8 against 1972.8 nats; accuracy 0.816 by
-  `pipelines.evaluate` (1,000 samples per class) against 0.80;
-- label dropout 0.1, which guidance needs.
-Inference choices on the trained run, measured in process on 1,000 samples per class as
-`pipelines.evaluate` measures them, except that the noise is another draw (and, in the first
-block, the Fréchet distance is over all 10,000 samples rather than evaluate's 5,000);
-`pipelines.export --run runs/shipped-v4 --guidance W --sampling S --sampling-components K
---temperature T` then `pipelines.evaluate` repeats any row (accuracy; lowest class; Fréchet
-distance; diversity, samples over real). One Gaussian per class (K = 1):
-  prior codes, T 1, guidance 1.5 (version 4)   0.824; Shirt 0.631; 165.6; 0.835
-  class_posterior, T 1, guidance 1.5           0.877; Shirt 0.664; 136.9; 0.772
-  class_posterior, T 0.8, guidance 1.5         0.910; Coat 0.762;  149.6; 0.698
-  class_posterior, T 0.7, guidance 1.5         0.923; Coat 0.751;  160.3; 0.656
-  class_posterior, T 0.7, guidance 1.6         0.925; Coat 0.806;  157.1; 0.666
-  class_posterior, T 0.7, guidance 1.75        0.929; T-shirt 0.823; 155.5; 0.682 (version 5)
-  class_posterior, T 0.7, guidance 2           0.921; T-shirt 0.749; 158.1; 0.701
-  class_posterior, T 0.6, guidance 1.75        0.939; T-shirt 0.819; 173.2; 0.629
-  class_posterior, T 0.5, guidance 1.5         0.945; Coat 0.742;  197.8; 0.548
-Lower temperatures bought accuracy with diversity: one Gaussian per class could not reach 0.95
-with diversity above 0.6. A class's codes are not one Gaussian (T-shirts come in several kinds),
-and a shrunk Gaussian draws its typical garment from between the kinds. Mixtures of K Gaussians
-per class (`sampling_components`), guidance 1.75, Fréchet over evaluate's 5,000 samples; the
-second seed is another noise draw (the K 1 row, and K 4 at T 0.7, were fitted by an earlier
-draft of the EM that stopped at a tolerance rather than after 100 iterations; K 4 at T 0.5 gave
-0.956 both ways):
-  K 1, T 0.7                                   0.922; T-shirt 0.785; 154.3; 0.685
-  K 4, T 0.7                                   0.936; T-shirt 0.818; 111.5; 0.754
-  K 4, T 0.5                                   0.956; T-shirt 0.808; 119.1; 0.701
-  K 4, T 0.4                                   0.964; T-shirt 0.816; 124.2; 0.671
-  K 8, T 0.5                                   0.952; Shirt 0.878;   116.5; 0.743
-  K 8, T 0.45                                  0.955; Shirt 0.887;   118.3; 0.735
-  K 8, T 0.4                                   0.959; Shirt 0.902;   120.4; 0.726  <- shipped
-  K 8, T 0.4, second seed                      0.961; T-shirt 0.891; 115.5; 0.726
-  K 8, T 0.35                                  0.963; T-shirt 0.914; 122.5; 0.716
-  K 12, T 0.4                                  0.955; T-shirt 0.849; 111.7; 0.764
-The shipped setting meets every target of `pipelines.evaluate` with a margin on each: accuracy
-(0.95), every class (0.80), diversity (0.6) and the Fréchet distance (half the tutorial recipe's,
-about 343). K 4 is as accurate overall but leaves T-shirts near 0.80; K 8 at T 0.35 buys 0.004
-of accuracy with 0.01 of diversity. Guidance above 1.75 turns T-shirts into shirts; below it,
-coats into pullovers (guidance with prior codes, on 300 samples per class: 1, 1.5, 2, 2.5, 3, 4
-gave accuracy 0.757, 0.822, 0.792, 0.761, 0.739, 0.700).
-For a smoke run that finishes in seconds use `Config.small()` (what the tests train).
+trains 20 epochs of 55,000 images in about 7 minutes on the project's 2-core CPU (bfloat16 by
+`precision="auto"`) to a test negative ELBO near 1937 nats per image, then exports the next
+version under saved_models/cvae (about 50 s more, most of it fitting the per-class mixtures).
+For a smoke run that finishes in seconds use `Config.small()` (what the tests train). How each
+default was chosen, with the sweeps and their figures: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -78,12 +18,14 @@ import types
 import typing
 from typing import Literal
 
+from cvae import limits
+
 Likelihood = Literal["discretized_logistic", "bernoulli", "continuous_bernoulli"]
 DataSource = Literal["auto", "idx", "tfds"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 Schedule = Literal["cosine", "constant"]
 Strategy = Literal["default", "mirrored", "multiworker"]
-Architecture = Literal["mlp", "conv", "tutorial"]
+Architecture = Literal["mlp", "conv", "resnet", "tutorial"]
 Binarization = Literal["dynamic", "static"]
 Sampling = Literal["class_posterior", "prior"]
 
@@ -91,6 +33,14 @@ Sampling = Literal["class_posterior", "prior"]
 def _require(ok: bool, name: str, value, problem: str) -> None:
     if not ok:
         raise ValueError(f"config: {name}={value!r} {problem}")
+
+
+def _at_most(name: str, value, bound: int) -> None:
+    """Refuses a count (or a tuple of sizes) above its bound in `cvae.limits`."""
+    if isinstance(value, tuple):
+        _require(all(v <= bound for v in value), name, value, f"must hold sizes <= {bound}")
+    else:
+        _require(value is None or value <= bound, name, value, f"must be <= {bound}")
 
 
 
@@ -113,15 +63,22 @@ class DataConfig:
         _require(self.validation_size >= 1, "validation_size", self.validation_size, "must be >= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be >= 1")
+        for name in ("validation_size", "batch_size", "limit"):  # Fashion-MNIST's 60,000
+            _at_most(name, getattr(self, name), limits.TRAIN_IMAGES)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture of q(z|x,y) and p(x|z,y)."""
 
-    latent_dim: int = 16
-    # The networks. Every one has the convolutional encoder (28 -> 14 -> 7, `encoder_filters`,
-    # then a dense layer of `hidden_dim`). Decoders:
+    # 64 numbers a garment: enough for its print and texture at beta 0.1 (docs/experiments.md).
+    latent_dim: int = 64
+    # The networks (`cvae.networks`, a module each):
+    # resnet: residual convolutional encoder and decoder at 14x14 and 7x7 (`encoder_filters`,
+    #   `decoder_filters`, `residual_blocks`, `hidden_dim`), the last layer sub-pixel to 28x28;
+    #   about 10 M multiply-adds an image each way. The shipped model.
+    # The others have the convolutional encoder (28 -> 14 -> 7, `encoder_filters`, then a dense
+    # layer of `hidden_dim`), with these decoders:
     # mlp: [z, y] -> dense layers of `decoder_hidden` (y joined again before each) -> the
     #   likelihood's parameters for all 784 pixels; about 1.1 M multiply-adds an image, a sixth of
     #   "conv", which is what makes k=1000 importance sampling and fast generation affordable.
@@ -129,7 +86,7 @@ class ModelConfig:
     # tutorial: the encoder and decoder of TensorFlow's convolutional-VAE tutorial (conv 32, 64
     #   -> dense head; dense 7x7x32 -> transposed conv 64, 32, 1), for the comparison in
     #   `pipelines.evaluate --compare` (see `Config.tutorial`).
-    architecture: Architecture = "mlp"
+    architecture: Architecture = "resnet"
     decoder_hidden: tuple[int, ...] = (512, 512)
     # False: the label is replaced by zeros everywhere it enters, which is the same networks
     # without conditioning (the comparison model of `pipelines.evaluate --compare`).
@@ -145,7 +102,7 @@ class ModelConfig:
     # decoder, and makes samples follow their label more closely. Likelihoods (the ELBO, the
     # IWAE bound) are always of the plain conditional model.
     guidance: float = 1.75
-    # Where generated images take their latent codes from (`cvae.sampling`; README, "Sampling"):
+    # Where generated images take their latent codes from (`cvae.sampling`; docs/model.md#sampling):
     # class_posterior: a mixture of Gaussians fitted at export to each class's codes on the
     # training images, so samples stay where the decoder has learnt to draw that class (one
     # mixture of all the codes for an unconditional model); prior: N(0, I).
@@ -157,7 +114,7 @@ class ModelConfig:
     # The codes' spread about their component's centre, z = loc_yk + temperature * L_yk eps:
     # below 1, more typical garments and less variety. Like guidance, an inference setting.
     temperature: float = 0.4
-    # discretized_logistic: 256-level grayscale likelihood (default; see README "Likelihoods").
+    # discretized_logistic: 256-level grayscale likelihood (default; docs/model.md#likelihoods).
     # bernoulli: dynamically binarised pixels, for likelihoods comparable with the literature.
     # continuous_bernoulli: density on [0, 1] (Loaiza-Ganem & Cunningham, 2019).
     likelihood: Likelihood = "discretized_logistic"
@@ -166,9 +123,11 @@ class ModelConfig:
     binarization: Binarization = "dynamic"
     encoder_filters: tuple[int, ...] = (32, 64)
     decoder_filters: tuple[int, ...] = (64, 32)
-    hidden_dim: int = 256
+    hidden_dim: int = 512
     # Also tile the one-hot label onto the decoder's 7x7 and 14x14 feature maps.
     decoder_label_planes: bool = True
+    # resnet: residual blocks at each resolution (14x14 and 7x7) of the encoder and decoder.
+    residual_blocks: int = 1
     # Lower bound of the logistic scale, in [0, 1] pixel units (0.3 of one gray level): keeps
     # log-probabilities finite on pixels the decoder is certain about.
     min_scale: float = 1e-3
@@ -182,6 +141,8 @@ class ModelConfig:
         _require(all(f >= 1 for f in self.encoder_filters + self.decoder_filters),
                  "encoder_filters/decoder_filters", self.encoder_filters + self.decoder_filters,
                  "must be positive")
+        _require(self.residual_blocks >= 0, "residual_blocks", self.residual_blocks,
+                 "must be >= 0")
         _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "must be >= 1")
         _require(len(self.decoder_hidden) >= 1 and all(h >= 1 for h in self.decoder_hidden),
                  "decoder_hidden", self.decoder_hidden, "must be one or more positive sizes")
@@ -202,29 +163,36 @@ class ModelConfig:
         _require(self.likelihood in typing.get_args(Likelihood), "likelihood", self.likelihood,
                  f"must be one of {typing.get_args(Likelihood)}")
         _require(self.min_scale > 0, "min_scale", self.min_scale, "must be > 0")
+        _at_most("latent_dim", self.latent_dim, limits.MAX_LATENT_DIM)
+        for name in ("hidden_dim", "decoder_hidden", "encoder_filters", "decoder_filters"):
+            _at_most(name, getattr(self, name), limits.MAX_LAYER_WIDTH)
+        _require(len(self.decoder_hidden) <= limits.MAX_LAYERS, "decoder_hidden",
+                 self.decoder_hidden, f"must be at most {limits.MAX_LAYERS} layers")
+        _at_most("residual_blocks", self.residual_blocks, limits.MAX_LAYERS)
+        _at_most("sampling_components", self.sampling_components,
+                 limits.MAX_SAMPLING_COMPONENTS)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, schedule, and where results go."""
 
-    epochs: int = 20
+    epochs: int = 40
     # Adam's (peak) learning rate. At another batch size B, scale it by sqrt(B / 128) (the
     # square-root rule for Adam): the benchmark's baseline gets 1e-3 at its batch of 32 that way.
     learning_rate: float = 2e-3
     # cosine: the rate falls from `learning_rate` to 0 along a half cosine over the run's
     # `epochs` (keras.optimizers.schedules.CosineDecay), so late epochs settle instead of
     # jittering; constant: `learning_rate` throughout (configs written before this field).
-    # In the benchmark's time-to-quality race (3,000 images, bfloat16), epochs to the
-    # baseline's quality: constant 1e-3, 1.5e-3, 2e-3 or 2.5e-3 all 17, 3e-3 23; cosine 1.5e-3
-    # 15, 2e-3 13, 3e-3 never within 30 (README, "Speed").
+    # Cosine from 2e-3 reached the benchmark's quality target in fewer epochs than any constant
+    # rate (docs/experiments.md#speed-what-was-tried).
     lr_schedule: Schedule = "cosine"
     # Weight of the KL term in the objective (1 = the ELBO). Reported metrics are always the
-    # unweighted negative ELBO and its parts. beta > 1 squeezes the information z carries, so
-    # the class must come from the label: with beta = 1 prior samples often ignored the label
-    # (z had absorbed the garment's class); beta = 3 restores label control at the cost of
-    # about 2% of the ELBO (README, "Choosing beta").
-    beta: float = 3.0
+    # unweighted negative ELBO and its parts. beta < 1 lets z carry the garment's detail (a
+    # print, a strap) that a decoder of independent pixels can only otherwise blur; generation
+    # then draws z from each class's fitted mixture (`sampling`), not from N(0, I), which is
+    # also the prior of the shipped model's likelihood bound (docs/model.md#choosing-beta).
+    beta: float = 0.1
     # The KL weight rises linearly from 0 to `beta` over this many optimiser steps. Off by
     # default: while the weight is near 0, z is free to carry the class as well.
     kl_warmup_steps: int = 0
@@ -244,10 +212,9 @@ class TrainConfig:
     # The likelihood's log-probability and the KL (element-wise work over 784 pixels and their
     # two parameters) compiled by XLA into a few fused kernels, in `fit`'s train and test steps
     # only; the rest of the step stays a plain TensorFlow graph (`jit_compile` compiles it all).
-    # Off: on the project's 2-core CPU in bfloat16 it gave no faster steps (alternated one-off
-    # runs of 13 race epochs: 0.7 to 0.8 s an epoch either way) and its compilation added 1.5
-    # to 2.5 s to the first epoch. (The shipped model was trained with it on: the same
-    # arithmetic.) Worth trying where the rest of the step is fast, as on a GPU.
+    # Off: no faster on the project's 2-core CPU in bfloat16, and its compilation adds seconds
+    # (docs/experiments.md#speed-what-was-tried). Worth trying where the rest of the step is
+    # fast, as on a GPU.
     xla_loss: bool = False
     # Adam's update of each variable by TensorFlow's fused kernel (`cvae.optimizers.FusedAdam`,
     # the same arithmetic) rather than Keras 3's eight element-wise operations.
@@ -255,7 +222,7 @@ class TrainConfig:
     # default: one device. mirrored: tf.distribute.MirroredStrategy over every local GPU (or
     # every logical CPU device when there is no GPU). multiworker: MultiWorkerMirroredStrategy
     # across the machines that TF_CONFIG lists. batch_size is the global batch, split evenly
-    # across replicas. See README, "Several GPUs or machines".
+    # across replicas. See docs/training.md#gpus-several-gpus-several-machines.
     strategy: Strategy = "default"
     # tf.config.experimental.enable_op_determinism(): bit-for-bit repeatable runs (and exact
     # resumes) at some cost in speed; some GPU kernels refuse it.
@@ -280,6 +247,50 @@ class TrainConfig:
                  f"must be one of {typing.get_args(Strategy)}")
         _require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                  "name", self.name, "must be a plain folder name")
+        _at_most("epochs", self.epochs, limits.MAX_EPOCHS)
+        _at_most("kl_warmup_steps", self.kl_warmup_steps, limits.MAX_STEPS)
+        _at_most("steps_per_execution", self.steps_per_execution, limits.MAX_STEPS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplicationsConfig:
+    """The exported applications (`cvae.applications`: classify, inpaint, denoise): inference
+    settings like guidance, read at export; the trained weights are the same whatever they are.
+    Their costs and the measurements that chose them: docs/applications.md."""
+
+    # Importance samples per class in `classify`'s bounds on log p(x|y): 10 * K decoder passes
+    # an image. On version 7 (1,000 test images) K 1, 4, 10, 32 gave accuracy 0.831, 0.840,
+    # 0.844, 0.849 at 0.1, 0.2, 0.5, 1.4 s per batch of 100.
+    classify_samples: int = 8
+    # Calibration: p(y|x) = softmax((log p(x|y) + log p(y)) / T). None: T is fitted at export
+    # on validation images (`calibration_images` of them) and recorded here in the export's
+    # config.json; 1 is Bayes' rule itself, whose posteriors are overconfident (differences of
+    # hundreds of nats between classes; expected calibration error 0.15 on version 7).
+    classify_temperature: float | None = None
+    calibration_images: int = 1000
+    # `inpaint`: rounds of importance-weighted resampling of the code, and codes drawn per
+    # round, half from the encoder and half from the class's mixture (iterations * samples
+    # decoder passes and iterations encoder passes an image). On version 7, bottom half
+    # missing, 1,000 test images, MSE on the missing pixels with codes from the encoder only:
+    # 6 rounds of 4, 6, 8 codes 0.0456, 0.0449, 0.0446; 4 rounds of 8 0.0469; 8 rounds of 6
+    # 0.0441 (docs/applications.md).
+    inpaint_iterations: int = 6
+    inpaint_samples: int = 6
+    # `denoise`: codes weighted under the noise model (K decoder passes an image).
+    denoise_samples: int = 16
+
+    def __post_init__(self):
+        for name in ("classify_samples", "calibration_images", "inpaint_iterations",
+                     "denoise_samples"):
+            _require(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        _require(self.inpaint_samples >= 2, "inpaint_samples", self.inpaint_samples,
+                 "must be >= 2 (one from the encoder, one from the class's codes)")
+        for name in ("classify_samples", "inpaint_samples", "denoise_samples"):
+            _at_most(name, getattr(self, name), limits.MAX_IWAE_K)
+        _at_most("inpaint_iterations", self.inpaint_iterations, limits.MAX_LAYERS)
+        _at_most("calibration_images", self.calibration_images, limits.TRAIN_IMAGES)
+        _require(self.classify_temperature is None or self.classify_temperature > 0,
+                 "classify_temperature", self.classify_temperature, "must be > 0 (or None)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +298,7 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    applications: ApplicationsConfig = dataclasses.field(default_factory=ApplicationsConfig)
 
     @classmethod
     def small(cls, **train_overrides) -> "Config":
@@ -313,6 +325,20 @@ class Config:
                             kl_warmup_steps=0,
                             encoder_filters=(32, 64), decoder_filters=(64, 32),
                             name="tutorial", export_dir="saved_models/cvae-tutorial")
+
+    def quick(self) -> "Config":
+        """The shipped recipe in 10 epochs rather than 40: what `make train` runs, in under 20
+        minutes with its export on the project's 2-core machine (docs/training.md)."""
+        return self.replace(epochs=10, name="quick")
+
+    def fast(self) -> "Config":
+        """The previous shipped recipe (version 7, kept as saved_models/cvae-fast): the
+        convolutional encoder and dense decoder, latent 16, beta 3, 20 epochs; about 15,000
+        images/s generated, at a third of the resnet recipe's fidelity (docs/experiments.md)."""
+        return self.replace(architecture="mlp", latent_dim=16, hidden_dim=256,
+                            encoder_filters=(32, 64), decoder_hidden=(512, 512), beta=3.0,
+                            epochs=20, guidance=1.75, sampling_components=8, temperature=0.4,
+                            name="fast", export_dir="saved_models/cvae-fast")
 
     def unconditional(self) -> "Config":
         """The same recipe with the label removed (`conditional=False`)."""
@@ -365,7 +391,8 @@ class Config:
         return cls.from_dict(json.loads(text))
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+             "applications": ApplicationsConfig}
 
 # Fields added after configs were first written, with the value that gives an older config its
 # meaning when it is read back.

@@ -112,16 +112,24 @@ def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray
         log_q = tf.reduce_sum(-0.5 * eps ** 2 - 0.5 * LOG_2PI - tf.math.log(stddev)[:, None, :],
                               -1)
         log_pz = tf.reduce_sum(-0.5 * z ** 2 - 0.5 * LOG_2PI, -1)
-        log_px = tf.reshape(fn(images=tf.repeat(x, k, axis=0), label=tf.repeat(y, k, axis=0),
+        rows = tf.repeat(y, k, axis=0)
+        log_px = tf.reshape(fn(images=tf.repeat(x, k, axis=0), label=rows,
                                z=tf.reshape(z, [-1, latent])), [c, k])
-        return log_px, log_px + log_pz - log_q
+        log_fitted = (tf.reshape(fitted_prior(z=tf.reshape(z, [-1, latent]), label=rows), [c, k])
+                      if fitted_prior is not None else tf.zeros_like(log_px))
+        return log_px, log_px + log_pz - log_q, log_px + log_fitted - log_q
 
-    iwae, elbo, recon, first = [], [], [], []
+    # The generative model that ships draws z from each class's fitted mixture: with the
+    # export's `log_prior`, the same samples also bound log p(x|y) under that prior.
+    fitted_prior = getattr(model._loaded, "log_prior", None)
+    iwae, elbo, recon, first, fitted = [], [], [], [], []
     for start in range(0, len(images), chunk):
         s = slice(start, start + chunk)
-        log_px, log_w = weights(images[s], labels[s].astype(np.int32), posterior["mean"][s],
-                                posterior["stddev"][s], tf.constant([seed, start], tf.int64))
+        log_px, log_w, log_w_fitted = weights(
+            images[s], labels[s].astype(np.int32), posterior["mean"][s], posterior["stddev"][s],
+            tf.constant([seed, start], tf.int64))
         log_w = log_w.numpy().astype(np.float64)
+        fitted.append(m.log_mean_exp(log_w_fitted.numpy().astype(np.float64), axis=1))
         iwae.append(m.log_mean_exp(log_w, axis=1))
         elbo.append(log_w.mean(1))
         recon.append(log_px.numpy().astype(np.float64).mean(1))
@@ -133,6 +141,8 @@ def likelihood_bounds(model: ServedModel, images: np.ndarray, labels: np.ndarray
            "recon": np.concatenate(recon), "kl": kl}
     if first_k is not None:
         out["iwae_first"] = np.concatenate(first)
+    if fitted_prior is not None:
+        out["iwae_fitted_prior"] = np.concatenate(fitted)
     return out
 
 
@@ -186,6 +196,12 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         "neg_iwae_standard_error": iwae_se,
         "seconds": round(time.perf_counter() - t, 1),
     }
+    if "iwae_fitted_prior" in bounds:
+        fitted, fitted_se = m.mean_and_standard_error(-bounds["iwae_fitted_prior"])
+        results["test"]["fitted_prior"] = {"neg_iwae": fitted,
+                                           "neg_iwae_standard_error": fitted_se}
+        if config["likelihood"] == "discretized_logistic":
+            results["test"]["fitted_prior"]["iwae_bits_per_dim"] = m.bits_per_dim(fitted)
     if settings.first_k is not None:
         first, first_se = m.mean_and_standard_error(-bounds["iwae_first"])
         results["test"]["first_k"] = {"k": settings.first_k, "neg_iwae": first,
@@ -197,11 +213,19 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         f" KL {results['test']['kl']:.2f}); -IWAE(k={settings.iwae_k}) {iwae:.2f} ± {iwae_se:.2f}"
         f" nats/image over {n} images in {results['test']['seconds']:.0f} s")
 
+    # Every test image, whatever the IWAE's share: reconstructions are one encode and decode.
     reconstructed = batched(model.signatures["reconstruct"],
-                            {"images": own, "label": test_labels[:n]})["images"]
-    error = reconstructed - gray_test[:n]
-    results["reconstruction"] = {"mse": float((error ** 2).mean()),
-                                 "mae": float(np.abs(error).mean())}
+                            {"images": model_images(model, gray_test, settings.seed),
+                             "label": test_labels})["images"]
+    error = reconstructed - gray_test
+    recognised = predict(classify, reconstructed)
+    results["reconstruction"] = {
+        "mse": float((error ** 2).mean()), "mae": float(np.abs(error).mean()),
+        "images": len(gray_test),
+        # How often the classifier takes a reconstruction for its own garment's class.
+        "classifier_accuracy": float((recognised["probabilities"].argmax(1)
+                                      == test_labels).mean()),
+    }
 
     samples, sample_labels = generate_per_class(model, settings.samples_per_class, settings.seed)
     sampled = predict(classify, samples)
@@ -223,6 +247,9 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
                       kind="stable")[:size]
     results["frechet"] = {
         "samples": m.frechet_distance(sampled["features"][take], real),
+        # Reconstructions of `size` test images against the test images' own features: what
+        # the decoder and the code can show at best (samples cannot beat it).
+        "reconstructions": m.frechet_distance(recognised["features"][:size], real),
         "held_out_real": m.frechet_distance(held_out[:size], real),
         "images": size,
     }
@@ -244,7 +271,9 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
     log(f"conditional accuracy {results['conditional_accuracy']['overall']:.4f}; Fréchet "
         f"{results['frechet']['samples']:.2f} (held-out real {results['frechet']['held_out_real']:.2f}); "
         f"diversity {results['diversity']['ratio_mean']:.3f} of real; "
-        f"reconstruction MSE {results['reconstruction']['mse']:.4f}")
+        f"reconstruction MSE {results['reconstruction']['mse']:.4f}, Fréchet "
+        f"{results['frechet']['reconstructions']:.2f}, recognised "
+        f"{results['reconstruction']['classifier_accuracy']:.4f}")
     arrays = {"samples": samples, "sample_labels": sample_labels, "confusion": confusion}
     return results, arrays
 

@@ -11,6 +11,7 @@ export against `SIGNATURES`.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import inspect
 import json
@@ -27,8 +28,12 @@ import tensorflow_probability as tfp
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from cvae import likelihoods, sampling
-from cvae.config import Config
-from cvae.data import binarize_static, load_splits
+from cvae.applications import classify as classify_app
+from cvae.applications import corruptions, importance
+from cvae.applications import denoise as denoise_app
+from cvae.applications import inpaint as inpaint_app
+from cvae.config import ApplicationsConfig, Config
+from cvae.data import binarize_static, load_splits, unit_images
 from cvae.files import require_writable
 from cvae.labels import CLASS_NAMES, NUM_CLASSES
 from cvae.model import CVAE, checked_labels, one_hot_labels
@@ -47,11 +52,13 @@ N, D = "N", "D"  # symbolic dimensions: the batch, and the latent size (config.j
 
 class TensorContract(NamedTuple):
     """One input or output of a signature: dtype name, shape (ints, N or D) and, where the
-    model checks it (inputs) or guarantees it (outputs), the inclusive range of its values."""
+    model checks it (inputs) or guarantees it (outputs), the inclusive range of its values and
+    (`values`) the only values it may take."""
 
     dtype: str
     shape: tuple
     value_range: tuple | None = None
+    values: tuple | None = None
 
     def resolved_shape(self, latent_dim: int | None) -> list[int | None]:
         """The shape with N as None (any batch) and D as `latent_dim` (None: not known)."""
@@ -66,6 +73,9 @@ LABEL = TensorContract("int32", (N,), (0, NUM_CLASSES - 1))
 SEED = TensorContract("int32", (N,))
 LATENT = TensorContract("float32", (N, D))
 IMAGES = TensorContract("float32", (N, 28, 28, 1), (0.0, 1.0))
+MASK = TensorContract("float32", (N, 28, 28, 1), (0.0, 1.0), values=(0.0, 1.0))  # 1 = known
+PROBABILITIES = TensorContract("float32", (N, NUM_CLASSES), (0.0, 1.0))
+NATS = TensorContract("float32", (N,))
 
 # The serving contract, the one place it is written down: signature name -> inputs (in the order
 # the exported functions take them) and outputs. ServingModule builds its input signatures from
@@ -79,6 +89,13 @@ SIGNATURES: dict[str, dict[str, dict[str, TensorContract]]] = {
     "reconstruct": {"inputs": {"images": IMAGES, "label": LABEL}, "outputs": {"images": IMAGES}},
     "restyle": {"inputs": {"images": IMAGES, "label": LABEL, "target_label": LABEL},
                 "outputs": {"images": IMAGES}},
+    # The applications (`cvae.applications`, docs/applications.md).
+    "inpaint": {"inputs": {"images": IMAGES, "mask": MASK, "label": LABEL, "seed": SEED},
+                "outputs": {"images": IMAGES}},
+    "denoise": {"inputs": {"images": IMAGES, "label": LABEL}, "outputs": {"images": IMAGES}},
+    "classify": {"inputs": {"images": IMAGES},
+                 "outputs": {"probabilities": PROBABILITIES, "label": LABEL,
+                             "log_likelihood": NATS, "typicality": NATS}},
 }
 
 
@@ -113,6 +130,19 @@ def _checked_images(images: tf.Tensor) -> tf.Tensor:
         return tf.identity(images)
 
 
+def _checked_mask(mask: tf.Tensor) -> tf.Tensor:
+    """`mask` with run-time checks that it is [N, 28, 28, 1] and every value is 0 or 1."""
+    shape = tf.debugging.assert_equal(
+        tf.shape(mask)[1:], tf.constant([28, 28, 1]),
+        message="mask must have shape [N, 28, 28, 1], like the images")
+    with tf.control_dependencies([shape]):
+        binary = tf.reduce_all((mask == 0.0) | (mask == 1.0))  # False for NaN too
+    check = tf.debugging.Assert(
+        binary, ["mask must be 1 (pixel known) or 0 (pixel missing) at every pixel"])
+    with tf.control_dependencies([check]):
+        return tf.identity(mask)
+
+
 def _checked_z(z: tf.Tensor, latent_dim: int) -> tf.Tensor:
     """`z` with a run-time check that it is [N, latent_dim]."""
     check = tf.debugging.assert_equal(
@@ -134,9 +164,16 @@ def _same_batch(**tensors) -> None:
 class ServingModule(tf.Module):
     """The exported functions. Every input is batched along dimension 0."""
 
-    def __init__(self, model: CVAE, sampler: sampling.LatentSampler | None = None):
+    def __init__(self, model: CVAE, sampler: sampling.LatentSampler | None = None,
+                 applications: ApplicationsConfig = ApplicationsConfig(),
+                 class_log_prior: np.ndarray | None = None):
         """`sampler`: where `serving_default` takes its codes (`cvae.sampling`); it may be left
-        out only for a model configured with sampling="prior" (N(0, I) at its temperature)."""
+        out only for a model configured with sampling="prior" (N(0, I) at its temperature).
+        `applications`: the settings of inpaint, denoise and classify (a classify_temperature
+        of None is taken as 1, Bayes' rule uncalibrated, until `export` assigns the fitted one
+        to the variable `classify_temperature`);
+        `class_log_prior`: log p(y) [10] for classify, the training labels' frequencies
+        (`cvae.applications.classify.class_log_prior`; uniform if not given)."""
         super().__init__(name="cvae_serving")
         # Track the plain tf.Variables under the Keras variables, not the Keras model. Tracking
         # the model would also trace its own default signature; tracking Keras variables makes
@@ -164,6 +201,26 @@ class ServingModule(tf.Module):
         self.encode = _serving_function(self._encode, "encode", latent)
         self.reconstruct = _serving_function(self._reconstruct, "reconstruct", latent)
         self.restyle = _serving_function(self._restyle, "restyle", latent)
+        self.applications = applications
+        if class_log_prior is None:
+            class_log_prior = np.full([NUM_CLASSES], -np.log(NUM_CLASSES), np.float32)
+        self.class_log_prior = tf.Variable(np.asarray(class_log_prior, np.float32),
+                                           trainable=False, name="class_log_prior")
+        # The codes' noise of classify and denoise: fixed draws, the same for every image (so
+        # an image's answer does not depend on the request or the batch it came in).
+        self.classify_eps = tf.constant(tf.random.stateless_normal(
+            [applications.classify_samples, latent], classify_app.SEED))
+        self.denoise_eps = tf.constant(tf.random.stateless_normal(
+            [applications.denoise_samples, latent], denoise_app.SEED))
+        self.classify_temperature = tf.Variable(applications.classify_temperature or 1.0,
+                                                trainable=False, name="classify_temperature")
+        # The per-class bounds classify's Bayes' rule starts from: for the calibration at
+        # export and for `pipelines.evaluate` (not a serving signature).
+        self.class_log_likelihoods = tf.function(self._class_log_likelihoods, input_signature=[
+            tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images")])
+        self.inpaint = _serving_function(self._inpaint, "inpaint", latent)
+        self.denoise = _serving_function(self._denoise, "denoise", latent)
+        self.classify = _serving_function(self._classify, "classify", latent)
         # For `pipelines.evaluate`; not serving signatures (TF Serving does not see them).
         likelihood_inputs = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
                              tf.TensorSpec([None], tf.int32, name="label"),
@@ -172,6 +229,7 @@ class ServingModule(tf.Module):
                                           input_signature=likelihood_inputs)
         self.binarized_log_likelihood = tf.function(self._binarized_log_likelihood,
                                                     input_signature=likelihood_inputs)
+        self.log_prior = tf.function(self._log_prior, input_signature=likelihood_inputs[2:0:-1])
 
     def _decode_mean(self, z, label, guided=True):
         return self.model.decode(z, label, guided=guided)
@@ -213,6 +271,63 @@ class ServingModule(tf.Module):
         mean = self.model.encode(_checked_images(images), label)["mean"]
         return {"images": self._decode_mean(mean, target_label)}
 
+    def _class_prior_log_prob(self, z, labels, temperature):
+        """log p(z|y) under the class's mixture with its scales times `temperature`: at the
+        sampling temperature what `serving_default` draws from, at 1 the prior of the
+        generative model that ships (N(0, I) for an export with sampling="prior")."""
+        return importance.mixture_log_prob(self.sampling_loc, self.sampling_scale_tril,
+                                           self.sampling_weights, labels, z, temperature)
+
+    def _class_centre(self, labels):
+        """The mean of each label's mixture, [N, d]: where in-painting starts."""
+        centres = tf.reduce_sum(self.sampling_weights[..., None] * self.sampling_loc, 1)
+        return tf.gather(centres, labels)
+
+    def _inpaint(self, images, mask, label, seed):
+        """The missing pixels (mask 0) filled by importance-weighted resampling of the code
+        given the known ones (`cvae.applications.inpaint`); the known pixels copied exactly."""
+        _same_batch(images=images, mask=mask, label=label, seed=seed)
+        images, mask, label = _checked_images(images), _checked_mask(mask), checked_labels(label)
+        settings = self.applications
+        out = inpaint_app.inpaint(self.model,
+                                  lambda z, y: self._class_prior_log_prob(z, y, self.temperature),
+                                  lambda y, eps, u: sampling.latents(
+                                      self.sampling_loc, self.sampling_scale_tril,
+                                      self.sampling_weights, self.temperature, y, eps, u),
+                                  self._class_centre,
+                                  images, mask, label, seed, settings.inpaint_iterations,
+                                  settings.inpaint_samples)
+        return {"images": out["images"]}
+
+    def _denoise(self, images, label):
+        """A noisy garment cleaned by inference under a noise model
+        (`cvae.applications.denoise`)."""
+        _same_batch(images=images, label=label)
+        images, label = _checked_images(images), checked_labels(label)
+        return {"images": denoise_app.denoise(self.model, images, label,
+                                              self.denoise_eps)["images"]}
+
+    def _classify(self, images):
+        """p(y|x) by Bayes' rule from the per-class bounds on log p(x|y) and the training
+        classes' frequencies (calibrated by classify_temperature), its argmax, log p(x) in
+        nats, and the typicality score (log p(x) corrected by the image's complexity)."""
+        images = _checked_images(images)
+        log_px_y = self.class_log_likelihoods(images)
+        probabilities = classify_app.bayes_posterior(log_px_y, self.class_log_prior,
+                                                     self.classify_temperature)
+        log_px = classify_app.log_evidence(log_px_y, self.class_log_prior)
+        return {"probabilities": probabilities,
+                "label": tf.argmax(probabilities, -1, output_type=tf.int32),
+                "log_likelihood": log_px,
+                "typicality": classify_app.typicality(log_px, images)}
+
+    def _class_log_likelihoods(self, images):
+        """The K-sample bound on log p(x|y) for every class, float32 [N, 10] in nats
+        (`cvae.applications.classify.class_log_likelihoods`, with classify's draws)."""
+        return classify_app.class_log_likelihoods(
+            self.model, _checked_images(images), self.classify_eps,
+            lambda z, y: self._class_prior_log_prob(z, y, 1.0))
+
     def _log_likelihood(self, images, label, z):
         """log p(x | z, y) in nats, float32 [N], on the model's own data representation: the
         gray levels of `images`, or `images` themselves for the Bernoulli likelihood (which
@@ -221,6 +336,18 @@ class ServingModule(tf.Module):
         params = self.model.decoder_params(z, label)
         own = likelihoods.distribution(params, config.likelihood, config.min_scale)
         return own.log_prob(likelihoods.target(images, config.likelihood))
+
+    def _log_prior(self, z, label):
+        """log p(z | y) in nats, float32 [N], of the prior generation draws from, at temperature
+        1: each class's fitted mixture (`cvae.sampling.class_log_densities`), or N(0, I) for a
+        model that samples the prior. With `log_likelihood` it bounds log p(x | y) of the
+        generative model that ships (the fitted prior, then the decoder)."""
+        label = checked_labels(label)  # a label out of range fails here, before the gather
+        if self.model.config.sampling == "prior":
+            return tfd.MultivariateNormalDiag(loc=tf.zeros_like(z)).log_prob(z)
+        every_class = sampling.class_log_densities(z, self.sampling_loc, self.sampling_scale_tril,
+                                                   self.sampling_weights)
+        return tf.gather(every_class, label, batch_dims=1)
 
     def _binarized_log_likelihood(self, images, label, z):
         """log P(binarize_static(images) | z, y) in nats, float32 [N]: the model's probability
@@ -234,7 +361,8 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.generate, "decode": self.decode, "encode": self.encode,
-                "reconstruct": self.reconstruct, "restyle": self.restyle}
+                "reconstruct": self.reconstruct, "restyle": self.restyle,
+                "inpaint": self.inpaint, "denoise": self.denoise, "classify": self.classify}
 
 
 def versions(base_dir: str | os.PathLike) -> list[int]:
@@ -243,6 +371,33 @@ def versions(base_dir: str | os.PathLike) -> list[int]:
     if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+# `<base>/SHIPPED` holds the number of the version the project ships (the one its README, report
+# and tests describe), which need not be the newest: every `make train` exports a newer one.
+# TF Serving ignores it, as it ignores every name that is not an integer (it serves the newest).
+SHIPPED_FILE = "SHIPPED"
+
+
+def shipped_version(base_dir: str | os.PathLike) -> int:
+    """The version number that `<base_dir>/SHIPPED` names; raises ValueError if the file is
+    missing, holds anything but one integer, or names a version that is not there."""
+    file = Path(base_dir) / SHIPPED_FILE
+    try:
+        text = file.read_text().strip()
+    except OSError as e:
+        raise ValueError(f"{file}: cannot read the shipped version ({e.strerror})") from None
+    if not VERSION_NAME.fullmatch(text):
+        raise ValueError(f"{file}: expected one version number, got {text[:40]!r}")
+    if int(text) not in versions(base_dir):
+        raise ValueError(f"{file} names version {int(text)}, which is not among "
+                         f"{versions(base_dir)}")
+    return int(text)
+
+
+def shipped_path(base_dir: str | os.PathLike) -> Path:
+    """`<base_dir>/<shipped_version(base_dir)>`."""
+    return Path(base_dir) / str(shipped_version(base_dir))
 
 
 def warmup_requests(module: ServingModule, model_name: str) -> list:
@@ -256,7 +411,8 @@ def warmup_requests(module: ServingModule, model_name: str) -> list:
         seed = np.arange(n)
         sample = module.generate(tf.constant(label, tf.int32), tf.constant(seed, tf.int32))
         values = {"label": label, "seed": seed, "z": sample["z"].numpy(),
-                  "images": sample["images"].numpy(), "target_label": (label + 1) % NUM_CLASSES}
+                  "images": sample["images"].numpy(), "target_label": (label + 1) % NUM_CLASSES,
+                  "mask": corruptions.mask("bottom-half", n)}
         for signature, contract in SIGNATURES.items():
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
@@ -343,7 +499,9 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     `sampler`: the codes of `serving_default`, of the kind and temperature `config.model` names;
     by default the one it asks for, fitted to the config's training images
     (`cvae.sampling.for_model`). `config` is what assets.extra/config.json records, so its
-    model section must be the model's own."""
+    model section must be the model's own; its applications section is recorded with
+    classify_temperature fitted on validation images if it was None
+    (`cvae.applications.classify.fit_calibration`)."""
     if model.config != config.model:
         raise ValueError("export: the model's config differs from the config to be recorded "
                          "(set both, as pipelines.export does for --guidance)")
@@ -358,17 +516,30 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     model_name = Path(base_dir).resolve().name
 
     def fill(tmp: Path) -> None:
+        # Here, after write_version has vetted the base path.
+        splits = load_splits(config.data)
         fitted = sampler
-        if fitted is None:  # here, after write_version has vetted the base path
-            training = (load_splits(config.data).train if config.model.sampling != "prior"
-                        else (None, None))
+        if fitted is None:
+            training = splits.train if config.model.sampling != "prior" else (None, None)
             fitted = sampling.for_model(model, config.model, *training)
-        module = ServingModule(model, fitted)
+        # classify's class frequencies, and its calibration if the config leaves it to the
+        # export (then recorded in config.json): on validation images, never the test's.
+        class_log_prior = classify_app.class_log_prior(splits.train[1])
+        applications = config.applications
+        module = ServingModule(model, fitted, applications, class_log_prior)
+        if applications.classify_temperature is None:
+            n = applications.calibration_images
+            temperature = classify_app.fit_calibration(
+                module.class_log_likelihoods, class_log_prior,
+                unit_images(splits.validation[0][:n]), splits.validation[1][:n])
+            module.classify_temperature.assign(temperature)
+            applications = dataclasses.replace(applications, classify_temperature=temperature)
+        recorded = dataclasses.replace(config, applications=applications)
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         extra = tmp / ASSETS_EXTRA
         extra.mkdir()
         # As training records it: "auto" made concrete (for a config given as it was written).
-        (extra / "config.json").write_text(config.resolved().to_json())
+        (extra / "config.json").write_text(recorded.resolved().to_json())
         (extra / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=2))
         (extra / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
         with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
@@ -384,14 +555,16 @@ def export(model: CVAE, config: Config, metrics: dict | None,
 
 def export_run(result, base_dir: str | os.PathLike | None = None) -> Path:
     """Exports a `cvae.train.TrainResult` (to its config's export_dir by default) and writes
-    the class grid of the exported version to <run dir>/class_grid.png."""
-    from cvae import generate, images
+    the class grid of the exported version to <run dir>/class_grid.png: the report's picture
+    (`cvae.figures.class_grid`, a row per class named by its label)."""
+    from cvae import figures, generate
+    from cvae.files import atomic_write_bytes
 
     path = export(result.model, result.config, result.metrics,
                   base_dir or result.config.train.export_dir, logs_dir=result.run_dir / "logs")
     print(f"exported {path}")
     grid_path = result.run_dir / "class_grid.png"
-    images.write_png(grid_path, generate.class_grid(generate.load(path)))
+    atomic_write_bytes(grid_path, figures.class_grid(generate.load(path)))
     print(f"wrote {grid_path} (one row per class)")
     return path
 

@@ -52,8 +52,10 @@ def one_per_class(labels: np.ndarray, nth: int = 0) -> np.ndarray:
 
 
 def class_grid(model: ServedModel, columns: int = 10) -> bytes:
-    """One row per class; column j uses seed j in every row: the same noise, drawn through each
-    class's code distribution (the same z when the export samples from the prior)."""
+    """One row per class, named by its label; column j uses seed j in every row: the same noise,
+    drawn through each class's code distribution (the same z when the export samples from the
+    prior; the classes' mixture components are not matched with one another, so a column is
+    not one style across garments: `restyle` keeps a garment's code across classes)."""
     n = NUM_CLASSES
     out = generate(model, labels=[c for c in range(n) for _ in range(columns)],
                    seeds=[j for _ in range(n) for j in range(columns)])
@@ -61,17 +63,28 @@ def class_grid(model: ServedModel, columns: int = 10) -> bytes:
                        title="samples: one row per class, one seed per column")
 
 
+def most_detailed_per_class(images: np.ndarray, labels: np.ndarray, among: int = 500
+                            ) -> np.ndarray:
+    """Indices [10]: per class, the test image (of its first `among`) with the most detail,
+    measured as the mean squared difference between neighbouring pixels (prints, checks,
+    straps and lettering score high; plain garments low)."""
+    x = images[..., 0].astype(np.float64)
+    detail = (np.diff(x, axis=1) ** 2).mean((1, 2)) + (np.diff(x, axis=2) ** 2).mean((1, 2))
+    return np.array([np.flatnonzero(labels == c)[:among][
+        np.argmax(detail[np.flatnonzero(labels == c)[:among]])] for c in range(NUM_CLASSES)])
+
+
 def reconstructions(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> bytes:
-    """Two test images of each class, each above its reconstruction (the posterior mean,
+    """For each class its first test image and its most detailed one (print, texture, straps:
+    `most_detailed_per_class`), each above its reconstruction (the posterior mean,
     decoded)."""
     rows = []
-    for nth in (0, 1):
-        pick = one_per_class(labels, nth)
+    for pick in (one_per_class(labels, 0), most_detailed_per_class(images, labels)):
         out = model.signatures["reconstruct"](images=tf.constant(images[pick]),
                                               label=tf.constant(labels[pick]))["images"].numpy()
         rows += [images[pick], out]
     return image_table(np.concatenate(rows), 4, NUM_CLASSES,
-                       row_names=["test", "reconstructed", "test", "reconstructed"],
+                       row_names=["test", "reconstructed", "detailed test", "reconstructed"],
                        column_names=model.class_names,
                        title="reconstructions of unseen test images")
 

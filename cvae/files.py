@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Union
+
+import numpy as np
+
+# A file's contents for `write_files`: bytes, or a function that writes them to the open file
+# (for contents too large to hold in memory at once, e.g. `npy_stream`).
+Contents = Union[bytes, Callable[[BinaryIO], None]]
 
 
 def _umask() -> int:
@@ -43,11 +50,11 @@ def _make_folder(folder: Path) -> list[Path]:
     return created
 
 
-def write_files(files: dict[str | os.PathLike, bytes]) -> list[Path]:
+def write_files(files: dict[str | os.PathLike, Contents]) -> list[Path]:
     """Writes every file to a temporary name beside it, and only when all are written renames
     them into place: an error leaves none of them, no temporary and no folder it created
     behind, and names the file that could not be written. Files get the usual permissions
-    (0666 less the umask)."""
+    (0666 less the umask). A file's contents are bytes or a function that writes them."""
     written: list[tuple[str, Path]] = []
     created: list[Path] = []
     try:
@@ -62,7 +69,10 @@ def write_files(files: dict[str | os.PathLike, bytes]) -> list[Path]:
                 written.append((tmp, path))
                 with os.fdopen(fd, "wb") as f:
                     os.fchmod(f.fileno(), 0o666 & ~_umask())
-                    f.write(data)
+                    if callable(data):
+                        data(f)
+                    else:
+                        f.write(data)
             except OSError as e:
                 raise _cannot_write(path, e) from e
         for tmp, path in written:
@@ -80,6 +90,30 @@ def write_files(files: dict[str | os.PathLike, bytes]) -> list[Path]:
                 pass
         raise
     return [path for _, path in written]
+
+
+def npy_stream(batches: Iterable[np.ndarray], shape: tuple[int, ...],
+               dtype: str = "float32") -> Callable[[BinaryIO], None]:
+    """Contents for `write_files`: the array of `shape` that `batches` (C-ordered arrays of
+    `dtype`, along the first axis) make when concatenated, as a .npy file (what np.save writes
+    and np.load reads), written one batch at a time. Raises ValueError if the batches do not
+    make that shape."""
+
+    def write(f: BinaryIO) -> None:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(
+            np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+        rows = 0
+        for batch in batches:
+            batch = np.ascontiguousarray(batch, dtype=dtype)
+            if batch.shape[1:] != tuple(shape[1:]):
+                raise ValueError(f"npy_stream: a batch of shape {batch.shape} for an array of "
+                                 f"shape {tuple(shape)}")
+            f.write(batch.tobytes())
+            rows += len(batch)
+        if rows != shape[0]:
+            raise ValueError(f"npy_stream: {rows} rows for an array of shape {tuple(shape)}")
+
+    return write
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
 
+from cvae import limits
 from cvae.cli import op_error_text
 from cvae.labels import parse_label
 
@@ -122,22 +125,33 @@ def generate(model: ServedModel, labels, seeds) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
+def samples(model: ServedModel, label: int, num: int, seed: int) -> np.ndarray:
+    """`num` images of class `label` from one user seed, float32 [num, 28, 28, 1] in [0, 1]: the
+    request of `pipelines.generate --label` and of the demo page's Generate tab."""
+    return generate(model, [label] * num, seeds_for(seed, num))["images"]
+
+
+def sample_batches(model: ServedModel, label: int, num: int, seed: int,
+                   batch: int | None = None) -> Iterator[np.ndarray]:
+    """`samples(model, label, num, seed)` in order, `batch` images at a time (by default
+    `limits.GENERATE_BATCH`): float32 arrays [<= batch, 28, 28, 1], made as they are asked for,
+    so memory holds one batch whatever `num`. Every image has its own seed, so the images are
+    those of `samples`."""
+    batch = batch or limits.GENERATE_BATCH
+    seeds = seeds_for(seed, num)
+    for start in range(0, num, batch):
+        chunk = seeds[start:start + batch]
+        yield generate(model, [label] * len(chunk), chunk)["images"]
+
+
+def grid_columns(num: int) -> int:
+    """The columns of a grid of `num` images when none are asked for: about square."""
+    return math.ceil(math.sqrt(num))
+
+
 def restyle(model: ServedModel, images, labels, target_labels) -> np.ndarray:
     """Each image's style (its posterior mean under its own label) drawn as the target class."""
     out = _signature(model, "restyle")(images=tf.constant(images, tf.float32),
                                       label=tf.constant(labels, tf.int32),
                                       target_label=tf.constant(target_labels, tf.int32))
     return out["images"].numpy()
-
-
-def class_grid(model: ServedModel, columns: int = 10) -> np.ndarray:
-    """uint8 [H, W, 1]: one row per class; column j uses seed j in every row (the same eps and
-    u, placed in each class's own mixture of codes, `cvae.sampling`; the classes' components are
-    not matched with one another, so a column is not one style across garments: `restyle`
-    keeps a garment's code across classes)."""
-    from cvae import images
-
-    n = len(model.class_names)
-    out = generate(model, labels=[c for c in range(n) for _ in range(columns)],
-                   seeds=[j for _ in range(n) for j in range(columns)])
-    return images.grid(out["images"], columns)

@@ -50,20 +50,25 @@ def read_png_28x28(path: str | os.PathLike) -> np.ndarray:
             data = f.read()
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    return decode_png_28x28(data, str(path))
+
+
+def decode_png_28x28(data: bytes, name: str) -> np.ndarray:
+    """`read_png_28x28` for the bytes of a file called `name` (the name is only for messages)."""
     # The IHDR chunk comes first: 8-byte signature, length, "IHDR", width, height, depth, colour.
     if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
-        raise ImageError(f"{path}: not a PNG file")
+        raise ImageError(f"{name}: not a PNG file")
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     depth, colour = data[24], data[25]
     if colour != 0:
         kind = {2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}.get(colour, str(colour))
-        raise ImageError(f"{path}: is a {kind} PNG; expected 8-bit grayscale")
+        raise ImageError(f"{name}: is a {kind} PNG; expected 8-bit grayscale")
     if depth != 8:
-        raise ImageError(f"{path}: has {depth}-bit pixels; expected 8-bit grayscale")
+        raise ImageError(f"{name}: has {depth}-bit pixels; expected 8-bit grayscale")
     if (width, height) != (28, 28):
-        raise ImageError(f"{path}: is {width}x{height}; expected 28x28")
+        raise ImageError(f"{name}: is {width}x{height}; expected 28x28")
     try:
         image = tf.io.decode_png(data, channels=1)
     except tf.errors.InvalidArgumentError as e:
-        raise ImageError(f"{path}: corrupt PNG ({op_error_text(e.message)})") from None
+        raise ImageError(f"{name}: corrupt PNG ({op_error_text(e.message)})") from None
     return image.numpy().astype(np.float32) / 255.0

@@ -144,8 +144,8 @@ def image(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
 
     Why the median: where the decoder is unsure of a pixel, the logistic is wide and its mean
     is pulled towards mid-gray, so mean images are blurred; the median keeps the level the
-    decoder centres on. Measured on a 12-epoch model by the project's classifier (README,
-    "Measured quality"): median images were recognised as their label 80% of the time against
+    decoder centres on. Measured on a 12-epoch model by the project's classifier
+    (docs/experiments.md): median images were recognised as their label 80% of the time against
     71% for mean images, and their Fréchet distance to test images was 228 against 400.
     """
     if kind == "discretized_logistic":

@@ -65,3 +65,49 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: int) -> n
 def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
     """The diagonal over the row sums: the fraction of each class predicted as itself."""
     return np.diag(confusion) / np.maximum(confusion.sum(1), 1)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
+                               bins: int = 15) -> float:
+    """The expected calibration error (Guo et al. 2017): predictions binned by their confidence
+    (the top probability) into `bins` equal-width bins, and the gap between each bin's accuracy
+    and its mean confidence, weighted by the bin's share of the predictions."""
+    p = np.asarray(probabilities, np.float64)
+    confidence, correct = p.max(1), p.argmax(1) == np.asarray(labels)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(error)
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Per confidence bin (as `expected_calibration_error` bins): "confidence" (mean), "accuracy"
+    and "count", float arrays [bins] (NaN for an empty bin): the reliability diagram's points."""
+    p = np.asarray(probabilities, np.float64)
+    confidence, correct = p.max(1), p.argmax(1) == np.asarray(labels)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    out = {"confidence": np.full(bins, np.nan), "accuracy": np.full(bins, np.nan),
+           "count": np.zeros(bins)}
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            out["confidence"][b] = confidence[inside].mean()
+            out["accuracy"][b] = correct[inside].mean()
+            out["count"][b] = inside.sum()
+    return out
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """The area under the ROC curve of a score that should be higher on `positive` than on
+    `negative`: P(score of a positive > score of a negative), ties counting a half (the
+    Mann-Whitney U statistic over the product of the two sizes)."""
+    pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    values, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True,
+                                        return_counts=True)
+    below = np.cumsum(counts) - counts  # how many values lie below each distinct value
+    ranks = below + (counts + 1) / 2  # 1-based ranks, averaged over ties
+    u = ranks[inverse[:len(pos)]].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))

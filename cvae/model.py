@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 from cvae import likelihoods, losses
 from cvae.config import ModelConfig
 from cvae.labels import NUM_CLASSES
+from cvae.networks import NETWORKS
 
 tfd = tfp.distributions
 
@@ -37,134 +38,6 @@ def one_hot_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tens
     """One-hot float32 [B, num_classes] of int labels [B]; a label outside 0..num_classes-1
     raises InvalidArgumentError (tf.one_hot alone would give an all-zero condition)."""
     return tf.one_hot(checked_labels(labels, num_classes), num_classes, dtype=tf.float32)
-
-
-def with_label_planes(h: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
-    """Concatenates the one-hot label, tiled over the height and width of `h` [B, H, W, C]."""
-    shape = tf.shape(h)
-    planes = tf.tile(y_onehot[:, tf.newaxis, tf.newaxis, :], [1, shape[1], shape[2], 1])
-    return tf.concat([h, planes], axis=-1)
-
-
-class Encoder(keras.layers.Layer):
-    """q(z|x,y): the one-hot label is tiled as 10 extra input channels and concatenated again
-    before the Gaussian head. Returns the posterior's mean and stddev, each [B, latent_dim]."""
-
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        f1, f2 = config.encoder_filters
-        policy = self.dtype_policy  # a mixed policy computes in 16 bits, keeps float32 weights
-        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu",
-                                         dtype=policy)
-        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu",
-                                         dtype=policy)
-        self.flatten = keras.layers.Flatten(dtype=policy)
-        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
-        # The posterior's parameters stay float32 whatever the policy: the KL and the
-        # reparameterised sample are computed from them.
-        self.head = keras.layers.Dense(2 * config.latent_dim, dtype="float32")
-
-    def call(self, x, y_onehot):
-        h = self.conv2(self.conv1(with_label_planes(x, y_onehot)))
-        h = self.hidden(tf.concat([self.flatten(h), tf.cast(y_onehot, h.dtype)], axis=-1))
-        mean, raw_scale = tf.split(self.head(h), 2, axis=-1)
-        return mean, tf.nn.softplus(raw_scale) + 1e-4
-
-
-class Decoder(keras.layers.Layer):
-    """p(x|z,y): [z, one-hot y] -> dense -> 7x7 -> transposed convolutions to 28x28 -> the
-    likelihood's parameters per pixel, [B, 28, 28, channels]. With `decoder_label_planes` the
-    label is also tiled onto the 7x7 and 14x14 feature maps, so every layer sees the class."""
-
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        f1, f2 = config.decoder_filters
-        policy = self.dtype_policy
-        self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
-        self.project = keras.layers.Dense(7 * 7 * f1, activation="relu", dtype=policy)
-        self.reshape = keras.layers.Reshape((7, 7, f1), dtype=policy)
-        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same",
-                                                activation="relu", dtype=policy)
-        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same",
-                                                activation="relu", dtype=policy)
-        # The likelihood's parameters in float32: log-probabilities of 784 pixels summed in
-        # bfloat16 would lose the ELBO's digits.
-        self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood), 3,
-                                       padding="same", dtype="float32")
-        self.label_planes = config.decoder_label_planes
-
-    def call(self, z, y_onehot):
-        def condition(h):
-            return with_label_planes(h, tf.cast(y_onehot, h.dtype)) if self.label_planes else h
-
-        h = self.hidden(tf.concat([z, y_onehot], axis=-1))
-        h = self.up1(condition(self.reshape(self.project(h))))
-        return self.out(self.up2(condition(h)))
-
-
-class MLPDecoder(keras.layers.Layer):
-    """p(x|z,y): [z, one-hot y] -> dense layers (`decoder_hidden`, y joined again before each)
-    -> the likelihood's parameters for all 784 pixels, [B, 28, 28, channels]."""
-
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        policy = self.dtype_policy
-        self.hidden = [keras.layers.Dense(h, activation="relu", dtype=policy)
-                       for h in config.decoder_hidden]
-        self.channels = likelihoods.output_channels(config.likelihood)
-        self.out = keras.layers.Dense(28 * 28 * self.channels, dtype="float32")
-
-    def call(self, z, y_onehot):
-        h = z
-        for layer in self.hidden:
-            h = layer(tf.concat([h, tf.cast(y_onehot, h.dtype)], axis=-1))
-        return tf.reshape(self.out(h), [-1, 28, 28, self.channels])
-
-
-class TutorialEncoder(keras.layers.Layer):
-    """The encoder of TensorFlow's convolutional-VAE tutorial (conv 32 and 64, stride 2, valid
-    padding, then a dense head of mean and log-variance), with the label tiled onto the input
-    like `Encoder`'s (zeros when the model is unconditional, as the tutorial's is)."""
-
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        f1, f2 = config.encoder_filters
-        policy = self.dtype_policy
-        self.conv1 = keras.layers.Conv2D(f1, 3, strides=2, activation="relu", dtype=policy)
-        self.conv2 = keras.layers.Conv2D(f2, 3, strides=2, activation="relu", dtype=policy)
-        self.flatten = keras.layers.Flatten(dtype=policy)
-        self.head = keras.layers.Dense(2 * config.latent_dim, dtype="float32")
-
-    def call(self, x, y_onehot):
-        h = self.flatten(self.conv2(self.conv1(with_label_planes(x, y_onehot))))
-        mean, log_variance = tf.split(self.head(h), 2, axis=-1)
-        return mean, tf.exp(0.5 * log_variance)
-
-
-class TutorialDecoder(keras.layers.Layer):
-    """The tutorial's decoder: [z, y] -> dense 7x7x32 -> transposed convolutions 64 and 32
-    (stride 2) -> one of stride 1 giving the likelihood's parameters."""
-
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        f1, f2 = config.decoder_filters
-        policy = self.dtype_policy
-        self.project = keras.layers.Dense(7 * 7 * 32, activation="relu", dtype=policy)
-        self.reshape = keras.layers.Reshape((7, 7, 32), dtype=policy)
-        self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same",
-                                                activation="relu", dtype=policy)
-        self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same",
-                                                activation="relu", dtype=policy)
-        self.out = keras.layers.Conv2DTranspose(likelihoods.output_channels(config.likelihood),
-                                                3, padding="same", dtype="float32")
-
-    def call(self, z, y_onehot):
-        h = self.reshape(self.project(tf.concat([z, y_onehot], axis=-1)))
-        return self.out(self.up2(self.up1(h)))
-
-
-_NETWORKS = {"conv": (Encoder, Decoder), "mlp": (Encoder, MLPDecoder),
-             "tutorial": (TutorialEncoder, TutorialDecoder)}
 
 
 def _negative_elbo(params, x, mean, stddev, beta, kind, min_scale):
@@ -197,7 +70,7 @@ class CVAE(keras.Model):
         # (`TrainConfig.xla_loss`); `loss_terms` itself only when asked (xla=True).
         self.xla_loss = bool(xla_loss)
         self.kl_warmup_steps = int(kl_warmup_steps)
-        encoder, decoder = _NETWORKS[config.architecture]
+        encoder, decoder = NETWORKS[config.architecture]
         self.encoder = encoder(config, name="encoder", dtype=dtype_policy)
         self.decoder = decoder(config, name="decoder", dtype=dtype_policy)
         self.seed = int(seed)

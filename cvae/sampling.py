@@ -139,6 +139,24 @@ def latents(loc: tf.Tensor, scale_tril: tf.Tensor, weights: tf.Tensor, temperatu
     return tf.gather_nd(loc, index) + temperature * spread
 
 
+def class_log_densities(z: tf.Tensor, loc: tf.Tensor, scale_tril: tf.Tensor,
+                        weights: tf.Tensor) -> tf.Tensor:
+    """log p(z | y = c) under every class c's mixture at temperature 1 (the density the mixture
+    was fitted as, `fit_mixture`), float32 [B, 10] for z [B, d]: the prior of the generative
+    model that ships (fitted prior, then the decoder), which `log_prior` exports for the
+    likelihood bounds and classification. Every class at once: [B, 10, K, d] of work, a small
+    fraction of one decoder call per row."""
+    d = tf.cast(tf.shape(z)[-1], z.dtype)
+    eye = tf.eye(tf.shape(scale_tril)[-1], batch_shape=tf.shape(scale_tril)[:2], dtype=z.dtype)
+    inverse = tf.linalg.triangular_solve(scale_tril, eye, lower=True)  # [C, K, d, d]
+    white = tf.einsum("ckij,bckj->bcki", inverse, z[:, None, None, :] - loc[None])
+    log_normal = (-0.5 * tf.reduce_sum(tf.square(white), -1)
+                  - tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale_tril)), -1)[None]
+                  - 0.5 * d * tf.math.log(2.0 * np.pi))
+    # A component of weight 0 contributes exp(-inf) = 0.
+    return tf.reduce_logsumexp(log_normal + tf.math.log(weights)[None], axis=-1)
+
+
 def standard_normal(latent_dim: int, temperature: float = 1.0) -> LatentSampler:
     """The prior (scaled by `temperature`) for every class."""
     return LatentSampler(np.zeros([NUM_CLASSES, latent_dim], np.float32),
@@ -151,8 +169,10 @@ def _log_gaussians(points: np.ndarray, loc: np.ndarray, cov: np.ndarray) -> np.n
     out = np.empty([len(points), len(loc)])
     for k in range(len(loc)):
         chol = np.linalg.cholesky(cov[k])
-        white = np.linalg.solve(chol, (points - loc[k]).T)
-        out[:, k] = (-0.5 * (white ** 2).sum(0) - np.log(np.diag(chol)).sum()
+        # [N, d] @ [d, d]: with the points as rows BLAS runs this at full speed, where a solve
+        # against [d, N] ran many times slower for d = 64.
+        white = (points - loc[k]) @ np.linalg.inv(chol).T
+        out[:, k] = (-0.5 * (white ** 2).sum(1) - np.log(np.diag(chol)).sum()
                      - 0.5 * points.shape[1] * np.log(2 * np.pi))
     return out
 
@@ -188,8 +208,11 @@ def fit_mixture(means: np.ndarray, variances: np.ndarray, components: int, seed:
     def m_step(resp):
         counts = resp.sum(0) + 10 * np.finfo(np.float64).eps
         loc = resp.T @ x / counts[:, None]
-        cov = np.stack([(resp[:, k, None] * (x - loc[k])).T @ (x - loc[k]) / counts[k]
-                        for k in range(components)]) + EM_REG_COVAR * np.eye(d)
+        # w.T @ w of one array (BLAS's symmetric product), not (r * c).T @ c of two: the same
+        # sum, many times faster for 64 dimensions.
+        weighted = [(x - loc[k]) * np.sqrt(resp[:, k, None]) for k in range(components)]
+        cov = np.stack([w.T @ w / counts[k] for k, w in enumerate(weighted)]) \
+            + EM_REG_COVAR * np.eye(d)
         return loc, cov, counts / counts.sum(), counts
 
     loc, cov, weights, counts = m_step(resp)

@@ -198,7 +198,7 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy=multiworker needs the TF_CONFIG environment variable "
-                             "(the cluster and this worker's task); see README")
+                             "(the cluster and this worker's task); see docs/training.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
 

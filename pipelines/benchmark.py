@@ -5,6 +5,7 @@
     python -m pipelines.benchmark --variants        # training throughput of standard alternatives
     python -m pipelines.benchmark --variants batch_size=256,steps_per_execution=8 jit_compile=true
     python -m pipelines.benchmark --quick           # seconds-long smoke run (tests)
+    python -m pipelines.benchmark --applications    # classify, inpaint, denoise at batch 100
 
 The full benchmark took about 2 minutes on the project's 2-core CPU machine, --variants about
 7 earlier; it prints a table and three targets, each PASS or FAIL.
@@ -14,24 +15,32 @@ This file is intentionally short: the logic is in `cvae.benchmark`.
 import argparse
 import sys
 
-from cvae import cli
+from cvae import cli, limits
 from cvae.config import Config, add_config_arguments, config_from_arguments
 
-# Settings fields -> (type, help); the defaults are `cvae.benchmark.Settings`' (or its quick()).
+# Settings fields -> (upper bound, help); the defaults are `cvae.benchmark.Settings`' (or its
+# quick()).
 SETTINGS = {
-    "train_images": (int, "time to quality: training images (validation: N // 5)"),
-    "baseline_epochs": (int, "time to quality: the baseline's epochs, which set the target"),
-    "max_epochs": (int, "time to quality: the default training stops here if not there yet"),
-    "timed_images": (int, "training throughput: images timed after the warm-up"),
-    "warmup_steps": (int, "training throughput: untimed steps first (tracing)"),
-    "pipeline_images": (int, "input pipeline: images timed"),
-    "latency_calls": (int, "generation: timed calls at batch 1 and at batch 64"),
-    "throughput_calls": (int, "generation: timed calls at batch 1000"),
+    "train_images": (limits.TRAIN_IMAGES, "time to quality: training images (validation: N // 5)"),
+    "baseline_epochs": (limits.MAX_EPOCHS,
+                        "time to quality: the baseline's epochs, which set the target"),
+    "max_epochs": (limits.MAX_EPOCHS,
+                   "time to quality: the default training stops here if not there yet"),
+    "timed_images": (limits.MAX_BENCHMARK_IMAGES,
+                     "training throughput: images timed after the warm-up"),
+    "warmup_steps": (limits.MAX_BENCHMARK_CALLS,
+                     "training throughput: untimed steps first (tracing)"),
+    "pipeline_images": (limits.MAX_BENCHMARK_IMAGES, "input pipeline: images timed"),
+    "latency_calls": (limits.MAX_BENCHMARK_CALLS,
+                      "generation: timed calls at batch 1 and at batch 64"),
+    "throughput_calls": (limits.MAX_BENCHMARK_CALLS, "generation: timed calls at batch 1000"),
+    "application_calls": (limits.MAX_BENCHMARK_CALLS,
+                          "--applications: timed calls of each signature at batch 100"),
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--out", help="JSON report (default: reports/benchmark.json, or "
                                       "reports/benchmark-variants.json with --variants)")
     parser.add_argument("--quick", action="store_true",
@@ -40,28 +49,34 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="measure only training throughput, of the config given and of "
                              "these alternatives (none listed: batch 64/128/256/512, "
                              "steps_per_execution 1/8, mixed_bfloat16, jit_compile)")
+    parser.add_argument("--applications", action="store_true",
+                        help="measure only the classify, inpaint and denoise signatures of "
+                             "--model's newest version at batch 100 (the export's settings)")
     parser.add_argument("--model", dest="model_dir", metavar="DIR",
                         help="SavedModel base path whose latest version generation times "
                              "(default: saved_models/cvae)")
-    for name, (kind, text) in SETTINGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, dest=name, help=text)
+    for name, (bound, text) in SETTINGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name,
+                            help=f"{text}; at most {bound}")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    for name in SETTINGS:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name, (bound, _) in SETTINGS.items():
+        cli.check_count(parser, "--" + name.replace("_", "-"), getattr(args, name), bound)
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from cvae import benchmark  # TensorFlow loads after argument errors
+    config_from_arguments(args)  # the config flags' checks (bounds too), before TensorFlow loads
+    from cvae import benchmark
 
     given = {k: getattr(args, k) for k in ["model_dir", *SETTINGS] if getattr(args, k) is not None}
     settings = benchmark.Settings.quick(**given) if args.quick else benchmark.Settings(**given)
     config = config_from_arguments(args, benchmark.quick_config() if args.quick else Config())
-    if args.variants is not None:
+    if args.applications:
+        results = benchmark.run_applications(settings)
+        report = benchmark.format_applications(results)
+    elif args.variants is not None:
         specs = args.variants or benchmark.STANDARD_VARIANTS
         variants = [benchmark.parse_variant(spec, config) for spec in specs]
         results = benchmark.run_variants(config, variants, settings)
@@ -69,7 +84,8 @@ def main(argv=None) -> None:
     else:
         results = benchmark.run(config, settings)
         report = benchmark.format_report(results)
-    out = args.out or ("reports/benchmark-variants.json" if args.variants is not None
+    out = args.out or ("reports/benchmark-applications.json" if args.applications else
+                       "reports/benchmark-variants.json" if args.variants is not None
                        else "reports/benchmark.json")
     benchmark.write_report(out, results)
     print(report + f"\nwrote {out}", flush=True)

@@ -12,18 +12,20 @@ import argparse
 import math
 import sys
 
-from cvae import cli
+from cvae import cli, limits
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     server = parser.add_mutually_exclusive_group(required=True)
     server.add_argument("--url", help="REST endpoint of the server, http://HOST:PORT (port 8501)")
     server.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint (port 8500)")
     parser.add_argument("--model", default="cvae", help="model name the server serves")
     parser.add_argument("--version", type=int, help="model version (default: the server's latest)")
     parser.add_argument("--label", required=True, help="class name (case-insensitive) or id 0..9")
-    parser.add_argument("--num", type=int, default=16, help="how many images")
+    parser.add_argument("--num", type=int, default=16,
+                        help=f"how many images, in one request: at most "
+                             f"{limits.MAX_REQUEST_IMAGES}")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same images")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
     parser.add_argument("--out", required=True, help="PNG file to write")
@@ -37,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--grpc must be HOST:PORT, got {args.grpc}")
     if not args.timeout > 0:
         parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
-    cli.check_grid_arguments(parser, args)
+    cli.check_grid_arguments(parser, args, limits.MAX_REQUEST_IMAGES)
     return args
 
 

@@ -1,63 +1,96 @@
 """Evaluates an exported model: metrics.json, report.md and figures in one folder.
 
     python -m pipelines.evaluate --model saved_models/cvae [--version N] --out reports/NAME \
-        [--compare] [--iwae-k 1000] [--manifold-model PATH]
+        [--compare [RECIPE ...]] [--iwae-k 1000] [--manifold-model PATH]
 
 Works from the SavedModel, the test data and the project's classifier (`python -m
-pipelines.train_classifier`). --compare adds the same recipe without the label and TensorFlow's
-tutorial recipe (loaded from saved_models/cvae-unconditional and saved_models/cvae-tutorial, or
-trained there first with the main model's epochs and data). The logic is in `cvae.evaluate`,
-`cvae.figures` and `cvae.report`.
+pipelines.train_classifier`). --compare adds version 7's dense recipe (saved_models/cvae-fast),
+the same recipe without the label and TensorFlow's tutorial recipe (saved_models/cvae-unconditional
+and saved_models/cvae-tutorial, or trained there first with the main model's epochs and data);
+--compare fast names just one. An export with the inpaint,
+denoise and classify signatures also gets a section per application, each beside a baseline
+(`cvae.applications.evaluate`; --application-images, --classify-images). The logic is in
+`cvae.evaluate`, `cvae.figures` and `cvae.report`.
 """
 
-import argparse
 import sys
 
-from cvae import cli
+from cvae import cli, limits
+
+# The counts of `cvae.evaluate.Settings` (whose defaults apply to those not given) -> (upper
+# bound, help). The bounds are checked here, before importing it loads TensorFlow; the lower ones
+# by Settings itself.
+COUNTS = {
+    "iwae_k": (limits.MAX_IWAE_K, "importance samples per test image in the IWAE bound"),
+    "iwae_images": (limits.TEST_IMAGES, "test images in the IWAE (all by default)"),
+    "samples_per_class": (limits.MAX_SAMPLES_PER_CLASS,
+                          "generated images per class for the accuracy, Fréchet distance and "
+                          "diversity"),
+    "frechet_images": (limits.TEST_IMAGES, "images on each side of the Fréchet distance"),
+}
 
 
 def main(argv=None) -> None:
-    from cvae.evaluate import Settings
-
-    defaults = Settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--model", default="saved_models/cvae",
                         help="model base path (with version folders) or one version folder")
-    parser.add_argument("--version", type=int, help="version to evaluate (default: the highest)")
+    parser.add_argument("--version", type=int, help="version to evaluate (default: the newest)")
     parser.add_argument("--out", required=True, help="report folder to create, reports/NAME")
     parser.add_argument("--classifier", default="saved_models/classifier",
                         help="the classifier's base path")
-    parser.add_argument("--compare", action="store_true",
-                        help="also evaluate the unconditional and tutorial recipes")
+    parser.add_argument("--compare", nargs="*", metavar="RECIPE",
+                        help="also evaluate these comparison recipes (fast, unconditional, "
+                             "tutorial; all three if none is named)")
     parser.add_argument("--compare-k", type=int, default=100,
-                        help="IWAE samples per image for the comparison's log-likelihoods")
+                        help=f"IWAE samples per image for the comparison's log-likelihoods, at "
+                             f"most {limits.MAX_IWAE_K}")
     parser.add_argument("--models-dir", default="saved_models",
                         help="where the comparison models are (or are trained to)")
     parser.add_argument("--manifold-model",
                         help="a latent_dim=2 model for the manifold figures (default: the "
                              "tutorial recipe's, with --compare)")
-    parser.add_argument("--iwae-k", type=int, default=defaults.iwae_k)
-    parser.add_argument("--iwae-images", type=int, help="test images in the IWAE (default: all)")
-    parser.add_argument("--samples-per-class", type=int, default=defaults.samples_per_class)
-    parser.add_argument("--frechet-images", type=int, default=defaults.frechet_images)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    for name, (bound, text) in COUNTS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name,
+                            help=f"{text}, at most {bound}")
+    parser.add_argument("--seed", type=int, help="seed of the samples and random draws (default: "
+                                                "cvae.evaluate.Settings.seed)")
     parser.add_argument("--data-dir", help="folder of the IDX files (default: searched)")
+    parser.add_argument("--application-images", type=int,
+                        help=f"test images for in-painting, denoising and the scores (default: "
+                             f"cvae.applications.evaluate.Settings.images), at most "
+                             f"{limits.TEST_IMAGES}")
+    parser.add_argument("--classify-images", type=int,
+                        help=f"test images for the classification section (default: all), at "
+                             f"most {limits.TEST_IMAGES}")
     args = parser.parse_args(argv)
+    for name, (bound, _) in COUNTS.items():
+        cli.check_count(parser, "--" + name.replace("_", "-"), getattr(args, name), bound,
+                        lowest=None)
+    cli.check_count(parser, "--compare-k", args.compare_k, limits.MAX_IWAE_K)
+    for flag in ("--application-images", "--classify-images"):
+        cli.check_count(parser, flag, getattr(args, flag[2:].replace("-", "_")),
+                        limits.TEST_IMAGES, lowest=2)
+    from cvae import report  # TensorFlow loads after argument errors
+    from cvae.applications import evaluate as apps
+    from cvae.config import DataConfig
+    from cvae.evaluate import Settings
+
+    given = {name: getattr(args, name) for name in [*COUNTS, "seed"]
+             if getattr(args, name) is not None}
     try:
-        settings = Settings(iwae_k=args.iwae_k, iwae_images=args.iwae_images,
-                            samples_per_class=args.samples_per_class,
-                            frechet_images=args.frechet_images, seed=args.seed)
+        settings = Settings(**given)
     except ValueError as e:
         parser.error(str(e))
-    if args.compare_k < 1:
-        parser.error(f"--compare-k {args.compare_k} must be >= 1")
-    from cvae import report
-    from cvae.config import DataConfig
+    application_settings = apps.Settings(
+        **{k: v for k, v in (("images", args.application_images),
+                             ("classify_images", args.classify_images),
+                             ("seed", args.seed)) if v is not None})
 
     report.write_report(args.model, args.version, args.out, settings, args.classifier,
                         DataConfig(data_dir=args.data_dir), compare=args.compare,
                         compare_k=args.compare_k, models_dir=args.models_dir,
-                        manifold_model=args.manifold_model or None)
+                        manifold_model=args.manifold_model or None,
+                        application_settings=application_settings)
 
 
 if __name__ == "__main__":

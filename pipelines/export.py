@@ -2,6 +2,7 @@
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae] [--guidance W]
         [--sampling class_posterior|prior] [--sampling-components K] [--temperature T]
+        [--classify-samples K]
     python -m pipelines.export --check saved_models/cvae/N
 
 (`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
@@ -11,16 +12,15 @@ exits with status 2 listing every problem if it fails.) The logic is in `cvae.tr
 `cvae.export` and `cvae.check`.
 """
 
-import argparse
 import sys
 import typing
 
-from cvae import cli
+from cvae import cli, limits
 from cvae.config import Sampling
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--run", help="a run directory, runs/<name>: export its last checkpoint")
     action.add_argument("--check", metavar="PATH",
@@ -33,18 +33,30 @@ def main(argv=None) -> None:
                         help="where generated images take their latent codes from, instead of "
                              "the run's (an inference setting, like --guidance)")
     parser.add_argument("--sampling-components", type=int, metavar="K",
-                        help="Gaussians per class for --sampling class_posterior, instead of "
-                             "the run's (an inference setting, like --guidance)")
+                        help=f"Gaussians per class for --sampling class_posterior (at most "
+                             f"{limits.MAX_SAMPLING_COMPONENTS}), instead of the run's (an "
+                             f"inference setting, like --guidance)")
     parser.add_argument("--temperature", type=float, metavar="T",
                         help="spread of the sampled codes instead of the run's (an inference "
                              "setting, like --guidance)")
+    parser.add_argument("--classify-samples", type=int, metavar="K",
+                        help=f"importance samples per class of the classify signature (10 K "
+                             f"decoder passes an image; at most {limits.MAX_IWAE_K}), instead "
+                             f"of the run's (an inference setting, like --guidance; "
+                             f"docs/applications.md)")
     args = parser.parse_args(argv)
+    # Before loading the run (and TensorFlow); the config checks the lower bound.
+    cli.check_count(parser, "--classify-samples", args.classify_samples, limits.MAX_IWAE_K,
+                    lowest=None)
+    cli.check_count(parser, "--sampling-components", args.sampling_components,
+                    limits.MAX_SAMPLING_COMPONENTS, lowest=None)
     overrides = {name: getattr(args, name)
-                 for name in ("guidance", "sampling", "sampling_components", "temperature")
+                 for name in ("guidance", "sampling", "sampling_components", "temperature",
+                              "classify_samples")
                  if getattr(args, name) is not None}
     if args.check and (args.model_dir or overrides):
-        parser.error("--model-dir, --guidance, --sampling, --sampling-components and "
-                     "--temperature go with --run, not --check")
+        parser.error("--model-dir, --guidance, --sampling, --sampling-components, --temperature "
+                     "and --classify-samples go with --run, not --check")
     if args.check:
         from cvae import check
 

@@ -2,41 +2,69 @@
 
     python -m pipelines.generate --model saved_models/cvae --label Sneaker --num 16 --seed 0 \
         --out sneakers.png [--npy sneakers.npy] [--version N]
+    python -m pipelines.generate --label Sneaker --num 60000 --npy sneakers.npy   # streamed
     python -m pipelines.generate --model saved_models/cvae --restyle shirt.png --from Shirt \
         --to Dress --out dress.png
+    python -m pipelines.generate --inpaint photo.png --mask bottom-half --label Dress --num 3 \
+        --out completed.png            # --mask MASK.png|bottom-half|right-half|centre
+    python -m pipelines.generate --denoise noisy.png --label Dress --out clean.png
 
+Without --version it loads the newest version under --model, as TF Serving serves; the version
+the project ships is the one saved_models/cvae/SHIPPED names (`make train` exports newer ones).
 This file is intentionally short: the logic is in `cvae.generate`.
 """
 
 import argparse
-import math
 import sys
 
-from cvae import cli
+from cvae import cli, limits
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--model", default="saved_models/cvae",
                         help="model base path (with version folders) or one version folder")
-    parser.add_argument("--version", type=int, help="version to load (default: the highest)")
+    parser.add_argument("--version", type=int,
+                        help="version to load (default: the newest, which after `make train` is "
+                             "newer than the shipped one that MODEL/SHIPPED names)")
     parser.add_argument("--label", help="class name (case-insensitive) or id 0..9")
-    parser.add_argument("--num", type=int, default=16, help="how many images")
+    parser.add_argument("--num", type=int, default=16,
+                        help=f"how many images: at most {limits.MAX_IMAGES}, and at most "
+                             f"{limits.MAX_GRID_IMAGES} with --out")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same images")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
     parser.add_argument("--restyle", metavar="IMAGE.png",
                         help="a 28x28 8-bit grayscale PNG (white garment on black) to redraw")
     parser.add_argument("--from", dest="from_label", help="class of the --restyle image")
     parser.add_argument("--to", dest="to_label", help="class to draw the --restyle image as")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--npy", help="also save the float32 images [N, 28, 28, 1] here")
+    parser.add_argument("--inpaint", metavar="IMAGE.png",
+                        help="a 28x28 8-bit grayscale PNG whose --mask pixels are to be filled "
+                             "in: --num completions as --label, from --seed")
+    parser.add_argument("--mask", help="with --inpaint: bottom-half, right-half or centre (what "
+                                       "is missing), or a 28x28 PNG, white where the pixel is "
+                                       "known and black where it is missing")
+    parser.add_argument("--denoise", metavar="IMAGE.png",
+                        help="a noisy 28x28 8-bit grayscale PNG of a --label garment to clean")
+    parser.add_argument("--out", help="PNG grid to write")
+    parser.add_argument("--npy", help=f"save the float32 images [N, 28, 28, 1] here (alone, "
+                                      f"without --out: written {limits.GENERATE_BATCH} images "
+                                      f"at a time, whatever --num)")
     args = parser.parse_args(argv)
+    if sum(bool(a) for a in (args.restyle, args.inpaint, args.denoise)) > 1:
+        parser.error("give one of --restyle, --inpaint and --denoise")
+    if args.inpaint:
+        if args.mask is None or args.label is None:
+            parser.error("--inpaint needs --mask and --label")
+    elif args.mask is not None:
+        parser.error("--mask goes with --inpaint")
     if args.restyle:
         if args.from_label is None or args.to_label is None:
             parser.error("--restyle needs --from and --to")
     elif args.label is None:
         parser.error("give --label (or --restyle with --from and --to)")
-    cli.check_grid_arguments(parser, args)
+    cli.check_grid_arguments(parser, args, limits.MAX_IMAGES)
+    if args.inpaint:  # the completions are one request
+        cli.check_count(parser, "--num", args.num, limits.MAX_REQUEST_IMAGES)
     return args
 
 
@@ -45,10 +73,29 @@ def main(argv=None) -> None:
     import numpy as np
 
     from cvae import generate, images
-    from cvae.files import write_files
+    from cvae.files import npy_stream, write_files
 
     model = generate.load(args.model, args.version)
-    if args.restyle:
+    if args.inpaint or args.denoise:
+        from cvae.applications import served
+
+        if args.inpaint:
+            source, mask = images.read_png_28x28(args.inpaint), served.read_mask(args.mask)
+            label = model.label_id(args.label)
+            out = served.inpaint(model, np.repeat(source[np.newaxis], args.num, 0),
+                                 np.repeat(mask[np.newaxis], args.num, 0), [label] * args.num,
+                                 generate.seeds_for(args.seed, args.num))
+            shown = served.shown_masked(source, mask)[np.newaxis]
+            tiles, columns = np.concatenate([shown, out]), args.columns or args.num + 1
+            what = (f"{args.num} completion(s) of {args.inpaint} (mask {args.mask}) as "
+                    f"{model.class_names[label]} (seed {args.seed})")
+        else:
+            source = images.read_png_28x28(args.denoise)
+            label = model.label_id(args.label)
+            out = served.denoise(model, source[np.newaxis], [label])
+            tiles, columns = np.concatenate([source[np.newaxis], out]), 2  # input | cleaned
+            what = f"{args.denoise} denoised as {model.class_names[label]}"
+    elif args.restyle:
         source = images.read_png_28x28(args.restyle)
         ids = model.label_id(args.from_label), model.label_id(args.to_label)
         out = generate.restyle(model, source[np.newaxis], [ids[0]], [ids[1]])
@@ -56,11 +103,17 @@ def main(argv=None) -> None:
         what = f"{args.restyle} ({model.class_names[ids[0]]}) as {model.class_names[ids[1]]}"
     else:
         label = model.label_id(args.label)
-        out = generate.generate(model, [label] * args.num, generate.seeds_for(args.seed, args.num))
-        out = out["images"]
-        tiles, columns = out, args.columns or math.ceil(math.sqrt(args.num))
         what = f"{args.num} x {model.class_names[label]} (seed {args.seed})"
-    files = {args.out: images.png_bytes(images.grid(tiles, columns))}
+        if args.out is None:  # the array alone: made and written a batch at a time
+            batches = generate.sample_batches(model, label, args.num, args.seed)
+            write_files({args.npy: npy_stream(batches, (args.num, 28, 28, 1))})
+            print(f"wrote {args.npy}: {what}, model {model.path}")
+            return
+        out = generate.samples(model, label, args.num, args.seed)  # <= MAX_GRID_IMAGES
+        tiles, columns = out, args.columns or generate.grid_columns(args.num)
+    files = {}
+    if args.out:
+        files[args.out] = images.png_bytes(images.grid(tiles, columns))
     if args.npy:
         import io
 
@@ -68,7 +121,7 @@ def main(argv=None) -> None:
         np.save(buffer, out)
         files[args.npy] = buffer.getvalue()
     write_files(files)  # both or neither
-    print(f"wrote {args.out}: {what}, model {model.path}")
+    print(f"wrote {args.out or args.npy}: {what}, model {model.path}")
 
 
 if __name__ == "__main__":

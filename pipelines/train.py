@@ -1,6 +1,7 @@
 """Trains the conditional VAE, exports the next SavedModel version, and writes a class grid.
 
-    python -m pipelines.train [--epochs 12 --latent-dim 16 ...]   # every config field is a flag
+    python -m pipelines.train [--epochs 40 --latent-dim 64 ...]   # every config field is a flag
+    python -m pipelines.train --recipe quick                       # `make train`: 10 epochs
     python -m pipelines.train --recipe tutorial --name tutorial    # TensorFlow tutorial's recipe
     python -m pipelines.train --name NAME --resume                 # continue runs/NAME
     python -m pipelines.train --strategy mirrored                  # every local GPU
@@ -13,25 +14,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from cvae import cli
+from cvae import cli, limits
 from cvae.config import Config, add_config_arguments, config_from_arguments
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--resume", action="store_true",
                         help="continue runs/<name>/ from its last checkpoint, with the config "
                              "in its config.json; training flags given here (--epochs, "
                              "--learning-rate, ...) override it, data and model flags must agree")
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--logical-cpus", type=int, metavar="N",
-                        help="split the CPU into N logical devices, so --strategy mirrored can "
-                             "run (and be tried out) on a machine without GPUs")
+                        help=f"split the CPU into N logical devices (at most "
+                             f"{limits.MAX_LOGICAL_CPUS}), so --strategy mirrored can run (and "
+                             f"be tried out) on a machine without GPUs")
     parser.add_argument("--recipe", choices=RECIPES, default="cvae",
                         help="starting point that the config flags change: this project's "
-                             "defaults, the same without the label (unconditional), or "
-                             "TensorFlow's convolutional-VAE tutorial (see Config.tutorial)")
+                             "defaults (the shipped model), the same in fewer epochs (quick, "
+                             "what `make train` runs), version 7's dense recipe (fast), the "
+                             "defaults without the label (unconditional), or TensorFlow's "
+                             "convolutional-VAE tutorial (see Config.quick, Config.fast, ...)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     if args.resume and args.recipe != "cvae":
@@ -39,13 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-RECIPES = ("cvae", "unconditional", "tutorial")
+RECIPES = ("cvae", "quick", "fast", "unconditional", "tutorial")
 
 
 def recipe(name: str) -> Config:
     """The base config of a --recipe name."""
-    return {"cvae": Config(), "unconditional": Config().unconditional(),
-            "tutorial": Config().tutorial()}[name]
+    return {"cvae": Config(), "quick": Config().quick(), "fast": Config().fast(),
+            "unconditional": Config().unconditional(), "tutorial": Config().tutorial()}[name]
 
 
 def main(argv=None) -> None:
@@ -60,6 +63,9 @@ def main(argv=None) -> None:
 
     if args.logical_cpus is not None and args.logical_cpus < 1:
         raise ValueError(f"--logical-cpus {args.logical_cpus} must be >= 1")
+    if args.logical_cpus is not None and args.logical_cpus > limits.MAX_LOGICAL_CPUS:
+        raise ValueError(f"--logical-cpus {args.logical_cpus} must be <= "
+                         f"{limits.MAX_LOGICAL_CPUS}")
 
     from cvae import export, train  # TensorFlow loads after argument errors
 

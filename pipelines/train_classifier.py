@@ -6,28 +6,39 @@ Trains on the training split only (the validation split picks the epoch), prints
 accuracy and exports the next version under --out. The logic is in `cvae.classifier`.
 """
 
-import argparse
 import sys
 
-from cvae import cli
+from cvae import cli, limits
+
+# Counts -> upper bound, checked here: importing `cvae.classifier` loads TensorFlow. (Its
+# ClassifierConfig and DataConfig check the lower bounds; its defaults apply to flags not given.)
+COUNTS = {"epochs": limits.MAX_EPOCHS, "batch_size": limits.TRAIN_IMAGES,
+          "limit": limits.TRAIN_IMAGES}
 
 
 def main(argv=None) -> None:
-    from cvae.classifier import CLASSIFIER_DIR, ClassifierConfig
-
-    defaults = ClassifierConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser = cli.argument_parser(__doc__)
+    parser.add_argument("--epochs", type=int,
+                        help=f"at most {limits.MAX_EPOCHS} (default: ClassifierConfig's)")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"at most {limits.TRAIN_IMAGES} (default: ClassifierConfig's)")
+    parser.add_argument("--learning-rate", type=float, help="(default: ClassifierConfig's)")
+    parser.add_argument("--seed", type=int, help="(default: ClassifierConfig's)")
     parser.add_argument("--data-dir", help="folder of the IDX files (default: searched)")
-    parser.add_argument("--limit", type=int, help="use only the first N training images")
-    parser.add_argument("--out", default=CLASSIFIER_DIR, help="model base path")
+    parser.add_argument("--limit", type=int,
+                        help=f"use only the first N training images (at most "
+                             f"{limits.TRAIN_IMAGES})")
+    parser.add_argument("--out", default="saved_models/classifier", help="model base path")
     args = parser.parse_args(argv)
+    for name, bound in COUNTS.items():
+        cli.check_count(parser, "--" + name.replace("_", "-"), getattr(args, name), bound,
+                        lowest=None)
+    from cvae.classifier import ClassifierConfig  # TensorFlow loads after argument errors
+
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size", "learning_rate",
+                                                    "seed") if getattr(args, name) is not None}
     try:
-        config = ClassifierConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                  learning_rate=args.learning_rate, seed=args.seed)
+        config = ClassifierConfig(**given)
     except ValueError as e:
         parser.error(str(e))
     from cvae import classifier

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cvae.export import shipped_path  # noqa: E402 (TensorFlow reads the variable on import)
+
 REPO = Path(__file__).resolve().parents[1]
-# The version of saved_models/cvae/ that ships (the highest; one version is committed).
-SHIPPED = max((p for p in (REPO / "saved_models" / "cvae").iterdir() if p.name.isdigit()),
-              key=lambda p: int(p.name))
+# The version of saved_models/cvae/ that ships, as saved_models/cvae/SHIPPED names it: not the
+# newest, which `make train` moves on.
+SHIPPED = shipped_path(REPO / "saved_models" / "cvae")
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, truncate_to: int | None = None) -> Path:

@@ -25,6 +25,10 @@ for i, path in enumerate(sys.argv[3:]):
         "reconstruct": dict(images=inputs["images"], label=inputs["label"]),
         "restyle": dict(images=inputs["images"], label=inputs["label"],
                         target_label=inputs["target_label"]),
+        "inpaint": dict(images=inputs["images"], mask=inputs["mask"], label=inputs["label"],
+                        seed=inputs["seed"]),
+        "denoise": dict(images=inputs["images"], label=inputs["label"]),
+        "classify": dict(images=inputs["images"]),
     }
     assert sorted(sig) == sorted(calls), sorted(sig)
     for name, kwargs in calls.items():

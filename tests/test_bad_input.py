@@ -1,4 +1,4 @@
-"""Bad input at every entry point, one test per row of README.md's "Bad input" table (rows covered
+"""Bad input at every entry point, one test per row of the table in docs/bad-input.md (rows covered
 elsewhere name that test instead; `test_every_row_names_tests_that_exist` keeps the table and
 the tests in step).
 
@@ -26,14 +26,16 @@ import tensorflow as tf
 
 import pipelines.benchmark
 import pipelines.client
+import pipelines.evaluate
 import pipelines.export
 import pipelines.generate
 import pipelines.train
+import pipelines.train_classifier
 from cvae import cli, client, data, serving_json
 from conftest import REPO, make_idx_dir, write_idx
 from fake_serving import ModelStore, grpc_server, rest_predict, rest_server
 
-README = REPO / "README.md"
+BAD_INPUT_TABLE = REPO / "docs" / "bad-input.md"
 NO_PROXY = {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
 IDX_FILES = {"train-images": "train-images-idx3-ubyte.gz",
              "train-labels": "train-labels-idx1-ubyte.gz",
@@ -262,6 +264,30 @@ CONFIG_CASES = [
     pytest.param(["--strategy", "tpu"], "argument --strategy: invalid choice: 'tpu'",
                  id="strategy-unknown"),
     pytest.param(["--logical-cpus", "0"], "--logical-cpus 0 must be >= 1", id="logical-cpus-0"),
+    # Counts above their bounds (cvae.limits), refused before TensorFlow loads.
+    pytest.param(["--epochs", "10001"], "config: epochs=10001 must be <= 10000",
+                 id="epochs-above-bound"),
+    pytest.param(["--batch-size", "60001"], "config: batch_size=60001 must be <= 60000",
+                 id="batch-size-above-bound"),
+    pytest.param(["--limit", "60001"], "config: limit=60001 must be <= 60000",
+                 id="limit-above-bound"),
+    pytest.param(["--latent-dim", "513"], "config: latent_dim=513 must be <= 512",
+                 id="latent-dim-above-bound"),
+    pytest.param(["--hidden-dim", "4097"], "config: hidden_dim=4097 must be <= 4096",
+                 id="hidden-dim-above-bound"),
+    pytest.param(["--decoder-hidden", "512", "4097"],
+                 "config: decoder_hidden=(512, 4097) must hold sizes <= 4096",
+                 id="decoder-hidden-above-bound"),
+    pytest.param(["--decoder-hidden", *["8"] * 17], f"config: decoder_hidden={(8,) * 17} "
+                 f"must be at most 16 layers", id="decoder-layers-above-bound"),
+    pytest.param(["--sampling-components", "101"],
+                 "config: sampling_components=101 must be <= 100",
+                 id="sampling-components-above-bound"),
+    pytest.param(["--steps-per-execution", "10000001"],
+                 "config: steps_per_execution=10000001 must be <= 10000000",
+                 id="steps-per-execution-above-bound"),
+    pytest.param(["--logical-cpus", "65"], "--logical-cpus 65 must be <= 64",
+                 id="logical-cpus-above-bound"),
 ]
 
 
@@ -760,12 +786,93 @@ def test_op_error_is_shown_as_its_meaningful_line(signatures, fail, message):
     assert stderr.getvalue() == f"error: {message}\n"
 
 
+# ------------------------------------------------------------- counts above their bounds
+
+
+@pytest.mark.parametrize("module,args,message", [
+    pytest.param(pipelines.generate, ["--num", "100001", "--npy", "x.npy"],
+                 "--num must be <= 100000, got 100001", id="generate-num"),
+    pytest.param(pipelines.generate, ["--num", "10001", "--out", "x.png"],
+                 "--out: a PNG grid holds at most 10000 images, got --num 10001; write them "
+                 "with --npy alone", id="generate-grid"),
+    pytest.param(pipelines.generate, ["--columns", "10001", "--out", "x.png"],
+                 "--columns must be <= 10000, got 10001", id="generate-columns"),
+    pytest.param(pipelines.client, ["--url", "http://a:1", "--num", "1001", "--out", "x.png"],
+                 "--num must be <= 1000, got 1001", id="client-num"),
+])
+def test_generation_count_above_its_bound(tmp_path, module, args, message):
+    args = [tmp_path / a if a in ("x.png", "x.npy") else a for a in args]
+    status, stderr = _main(module, "--label", "Bag", *args)
+    _assert_refused(status, stderr, message)
+    assert _listing(tmp_path) == {}
+
+
+def test_a_huge_count_is_refused_before_tensorflow_loads(tmp_path):
+    """The issue's command, which ran for minutes: refused by the argument checks, in a process
+    that never imports TensorFlow."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipelines.generate", "--label", "7", "--num",
+         "2000000000", "--out", str(tmp_path / "x.png")], cwd=REPO, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "cvae.limits" in imported and "tensorflow" not in imported
+    assert _error_lines(result.stderr) == [
+        "generate.py: error: --num must be <= 100000, got 2000000000"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module,args,message", [
+    pytest.param(pipelines.evaluate, ["--iwae-k", "10001"], "--iwae-k must be <= 10000",
+                 id="evaluate-iwae-k"),
+    pytest.param(pipelines.evaluate, ["--compare-k", "10001"], "--compare-k must be <= 10000",
+                 id="evaluate-compare-k"),
+    pytest.param(pipelines.evaluate, ["--iwae-images", "10001"],
+                 "--iwae-images must be <= 10000", id="evaluate-iwae-images"),
+    pytest.param(pipelines.evaluate, ["--samples-per-class", "10001"],
+                 "--samples-per-class must be <= 10000", id="evaluate-samples-per-class"),
+    pytest.param(pipelines.evaluate, ["--frechet-images", "10001"],
+                 "--frechet-images must be <= 10000", id="evaluate-frechet-images"),
+    pytest.param(pipelines.train_classifier, ["--epochs", "10001"], "--epochs must be <= 10000",
+                 id="classifier-epochs"),
+    pytest.param(pipelines.train_classifier, ["--batch-size", "60001"],
+                 "--batch-size must be <= 60000", id="classifier-batch-size"),
+    pytest.param(pipelines.train_classifier, ["--limit", "60001"], "--limit must be <= 60000",
+                 id="classifier-limit"),
+    pytest.param(pipelines.export, ["--run", "RUN", "--sampling-components", "101"],
+                 "--sampling-components must be <= 100", id="export-sampling-components"),
+    pytest.param(pipelines.benchmark, ["--train-images", "60001"],
+                 "--train-images must be <= 60000", id="benchmark-train-images"),
+    pytest.param(pipelines.benchmark, ["--max-epochs", "10001"],
+                 "--max-epochs must be <= 10000", id="benchmark-epochs"),
+    pytest.param(pipelines.benchmark, ["--pipeline-images", "10000001"],
+                 "--pipeline-images must be <= 10000000", id="benchmark-images"),
+    pytest.param(pipelines.benchmark, ["--throughput-calls", "10001"],
+                 "--throughput-calls must be <= 10000", id="benchmark-calls"),
+    pytest.param(pipelines.benchmark, ["--epochs", "10001"],
+                 "config: epochs=10001 must be <= 10000", id="benchmark-config"),
+])
+def test_count_above_its_bound(tmp_path, module, args, message):
+    """Evaluation sample counts, the classifier's training counts, the export's mixture size and
+    the benchmark's counts: refused before the command loads anything, and nothing written."""
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    out = {pipelines.evaluate: ["--out", tmp_path / "report"],
+           pipelines.train_classifier: ["--out", tmp_path / "classifier"],
+           pipelines.benchmark: ["--out", tmp_path / "benchmark.json"]}.get(module, [])
+    before = _listing(tmp_path)
+    status, stderr = _main(module, *[tmp_path / "runs" / "r" if a == "RUN" else a for a in args],
+                           *out)
+    _assert_refused(status, stderr, message)
+    assert _listing(tmp_path) == before
+
+
 # --------------------------------------------------------------------------- the table
 
 
 def _table_rows() -> list[list[str]]:
-    """The cells of every row of the README's "Bad input" table (header and rule left out)."""
-    section = README.read_text().split("\n## Bad input\n", 1)[1].split("\n## ", 1)[0]
+    """The cells of every row of docs/bad-input.md's table (header and rule left out)."""
+    section = BAD_INPUT_TABLE.read_text()
     rows = [line for line in section.splitlines() if line.startswith("|")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     assert header == ["input", "entry point(s)", "what happens", "exit status", "test"], header

@@ -115,7 +115,7 @@ def test_a_warmup_file_must_cover_every_signature(trained, tmp_path):
                        if log.predict_log.request.model_spec.signature_name == "restyle"])
     problems = _problems(path)
     assert problems == [f"{WARMUP}: no record that runs signature(s) serving_default, decode, "
-                        "encode, reconstruct"]
+                        "encode, reconstruct, inpaint, denoise, classify"]
 
 
 def test_a_version_directory_must_be_an_integer(trained, tmp_path):
@@ -199,7 +199,7 @@ def test_the_command_line_check(trained, tmp_path):
     ok = run_python("-m", "pipelines.export", "--check", str(trained["export"]))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[-1] == f"ok: {trained['export']} passed the serving check"
-    assert "warm-up: 10 records replayed" in ok.stdout
+    assert f"warm-up: {2 * len(SIGNATURES)} records replayed" in ok.stdout
 
     broken = _copy(trained, tmp_path)
     (broken / "variables" / "variables.index").unlink()
@@ -212,8 +212,8 @@ def test_the_command_line_check(trained, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components and --temperature go with "
-            "--run, not --check")
+RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature and "
+            "--classify-samples go with --run, not --check")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -223,6 +223,7 @@ RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components and --te
     (["--sampling", "prior"], RUN_ONLY),
     (["--sampling-components", "2"], RUN_ONLY),
     (["--temperature", "0.5"], RUN_ONLY),
+    (["--classify-samples", "4"], RUN_ONLY),
 ])
 def test_the_command_line_refuses_check_with_run_options(extra, message):
     result = run_python("-m", "pipelines.export", "--check", "saved_models/cvae/1", *extra)

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from conftest import REPO, run_python
 
-# Label dropout off: its mask is drawn per replica (README, "Several GPUs or machines"), so a
+# Label dropout off: its mask is drawn per replica (docs/training.md, on several GPUs), so a
 # distributed run with it matches a one-device run only in distribution, not number for number.
 # float32: in bfloat16 (what precision auto picks on this project's CPUs) one device rounds the
 # gradient of 64 images once, two replicas round two of 32 each, 2^-9 apart, not 1e-7.

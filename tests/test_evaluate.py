@@ -123,12 +123,16 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     args = ["-m", "pipelines.evaluate", "--model", str(trained["export"]), "--out", str(out),
             "--classifier", str(small_classifier), "--compare", "--models-dir", str(models_dir),
             "--iwae-k", "20", "--compare-k", "5", "--iwae-images", "64",
-            "--samples-per-class", "20", "--frechet-images", "100"]
+            "--samples-per-class", "20", "--frechet-images", "100",
+            "--application-images", "20", "--classify-images", "30"]
     result = run_python(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = {"class_grid.png", "reconstructions.png", "interpolation.png", "restyle.png",
                "confusion.png", "training_curves.png", "manifold.png", "latent_scatter.png",
-               "samples_tutorial.png"}
+               "samples_tutorial.png",
+               # the applications' sections (cvae.applications.evaluate)
+               "inpainting.png", "denoising.png", "classify_confusion.png", "reliability.png",
+               "scores.png"}
     assert {p.name for p in out.iterdir()} == figures | {"report.md", "metrics.json"}
     for name in figures:
         image = tf.io.decode_png((out / name).read_bytes()).numpy()
@@ -152,8 +156,13 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     assert sorted(p.name for p in models_dir.iterdir()) == ["cvae-tutorial", "cvae-unconditional"]
     for t in metrics["targets"]:
         assert isinstance(t["met"], bool)
+    applications = main["applications"]
+    assert applications["inpainting"]["images"] == 20
+    assert applications["classification"]["images"] == 30
+    assert applications["scores"]["ood_images"] == 20
     report = (out / "report.md").read_text()
     assert "## Comparison" in report and "## Targets" in report
+    assert "## Applications" in report and "### Application targets" in report
     for name in figures:
         assert f"]({name})" in report
 

@@ -21,7 +21,8 @@ def _inputs(latent_dims, n=6):
     inputs = {"label": np.arange(n, dtype=np.int32) % 10,
               "target_label": (np.arange(n, dtype=np.int32) + 3) % 10,
               "seed": rng.integers(-2**31, 2**31 - 1, n).astype(np.int32),
-              "images": (rng.integers(0, 256, (n, 28, 28, 1)) / 255).astype(np.float32)}
+              "images": (rng.integers(0, 256, (n, 28, 28, 1)) / 255).astype(np.float32),
+              "mask": (rng.random((n, 28, 28, 1)) < 0.5).astype(np.float32)}
     for i, d in enumerate(latent_dims):
         inputs[f"z{i}"] = rng.normal(size=(n, d)).astype(np.float32)
     return inputs
@@ -71,6 +72,13 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
         # Restyling to another label changes the picture (the label is used).
         assert not np.allclose(got("restyle/images"), got("reconstruct/images"))
+        # The applications (tests/test_applications.py checks them against the model): known
+        # pixels kept exactly, probabilities that sum to 1, images in [0, 1].
+        mask = inputs["mask"]
+        np.testing.assert_array_equal(got("inpaint/images") * mask, inputs["images"] * mask)
+        np.testing.assert_allclose(got("classify/probabilities").sum(1), 1, rtol=1e-5)
+        assert (got("classify/label") == got("classify/probabilities").argmax(1)).all()
+        assert 0 <= got("denoise/images").min() and got("denoise/images").max() <= 1
 
 
 def test_generation_is_bit_identical_across_processes_and_batches(tmp_path, trained):
@@ -147,9 +155,13 @@ def test_layout_assets_and_no_python_ops(trained):
     assert path.name == "1" and (path / "saved_model.pb").is_file()
     assert (path / "variables" / "variables.index").is_file()
     extra = path / "assets.extra"
-    # The run's config, with precision "auto" as training resolved it.
+    # The run's config, with precision "auto" as training resolved it and classify's
+    # calibration fitted by the export (cvae.applications.classify.fit_calibration).
     recorded = Config.from_json((extra / "config.json").read_text())
-    assert recorded == trained["result"].config and recorded.train.precision != "auto"
+    assert trained["result"].config.applications.classify_temperature is None
+    assert recorded.applications.classify_temperature > 0
+    assert recorded.replace(classify_temperature=None) == trained["result"].config
+    assert recorded.train.precision != "auto"
     assert json.loads((extra / "classes.json").read_text())[7] == "Sneaker"
     metrics = json.loads((extra / "metrics.json").read_text())
     assert metrics["test"] == trained["result"].metrics["test"]

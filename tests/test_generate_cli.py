@@ -126,8 +126,44 @@ def test_usage_errors(tmp_path):
                           (["--label", "Bag", "--columns", "0", "--out", out],
                            "--columns must be >= 1"),
                           (["--label", "Bag", "--out", str(tmp_path / "x.jpg")],
-                           "--out must name a .png")):
+                           "--out must name a .png"),
+                          (["--label", "Bag"], "give --out (a PNG grid), --npy (the images as "
+                                               "an array) or both")):
         result = _generate(*args)
         assert result.returncode == 2 and f"error: {message}" in result.stderr, \
             (args, result.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_npy_alone_is_made_and_written_a_batch_at_a_time(trained, tmp_path, monkeypatch):
+    """Without --out, `pipelines.generate` holds one batch of images at a time
+    (`limits.GENERATE_BATCH`) whatever --num, writing the .npy as they come: the images are
+    those of `generate.samples`, made at once; a failure halfway leaves no file behind."""
+    import pipelines.generate
+    from cvae import generate, limits
+
+    model_dir = trained["export"].parent
+    batches, real = [], generate.generate
+
+    def counted(model, labels, seeds):
+        batches.append(len(seeds))
+        if fail and len(batches) == 2:
+            raise RuntimeError("out of memory")
+        return real(model, labels, seeds)
+
+    monkeypatch.setattr(limits, "GENERATE_BATCH", 7)
+    monkeypatch.setattr(generate, "generate", counted)
+    npy, fail = tmp_path / "bags.npy", False
+    pipelines.generate.main(["--model", str(model_dir), "--label", "Bag", "--num", "20",
+                             "--seed", "5", "--npy", str(npy)])
+    assert batches == [7, 7, 6]
+    batches.clear()
+    fail = True
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pipelines.generate.main(["--model", str(model_dir), "--label", "Bag", "--num", "20",
+                                 "--npy", str(tmp_path / "failed.npy")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bags.npy"]  # no temporary either
+    monkeypatch.undo()
+    samples = np.load(npy)
+    assert samples.dtype == np.float32 and samples.shape == (20, 28, 28, 1)
+    np.testing.assert_array_equal(samples, generate.samples(generate.load(model_dir), 8, 20, 5))

@@ -72,3 +72,25 @@ def test_confusion_matrix_and_per_class_accuracy():
     c = m.confusion_matrix(true, predicted, 3)
     np.testing.assert_array_equal(c, [[1, 1, 0], [1, 2, 0], [0, 0, 1]])
     np.testing.assert_allclose(m.per_class_accuracy(c), [0.5, 2 / 3, 1.0])
+
+
+def test_expected_calibration_error_and_reliability_on_a_hand_made_case():
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    labels = np.array([0, 1, 1])  # right at 0.9, wrong at 0.6, right at 0.8
+    assert m.expected_calibration_error(p, labels, bins=10) == pytest.approx(
+        (0.1 + 0.6 + 0.2) / 3)
+    r = m.reliability(p, labels, bins=10)
+    assert list(r["count"][[5, 7, 8]]) == [1, 1, 1] and r["count"].sum() == 3
+    assert r["accuracy"][5] == 0 and r["accuracy"][8] == 1 and np.isnan(r["accuracy"][0])
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert m.expected_calibration_error(perfect, np.array([0, 1])) == 0
+
+
+def test_auroc_is_the_probability_of_ranking_a_positive_above_a_negative():
+    assert m.auroc([3, 4], [1, 2]) == 1 and m.auroc([1, 2], [3, 4]) == 0
+    assert m.auroc([1, 1], [1, 1]) == 0.5  # ties count a half
+    assert m.auroc([2, 0], [1]) == 0.5
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 300), rng.normal(0, 1, 200)
+    pairs = (pos[:, None] > neg[None, :]).mean()
+    assert m.auroc(pos, neg) == pytest.approx(pairs)

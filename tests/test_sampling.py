@@ -334,3 +334,26 @@ def test_export_fits_the_configured_sampler_on_the_training_images(tmp_path, tra
         label=tf.constant([4]), seed=tf.constant([11]))["z"].numpy()
     np.testing.assert_allclose(z[0], 0.5 * tf.random.stateless_normal([4], seed=[11, 0]),
                                rtol=1e-6)
+
+
+def test_class_log_densities_are_each_class_mixtures_density():
+    """`class_log_densities` (the exported log_prior) against TFP's mixture of full-covariance
+    Gaussians, for every class at once, including a component of weight 0."""
+    import tensorflow_probability as tfp
+
+    tfd = tfp.distributions
+    rng = np.random.default_rng(0)
+    classes, k, d = 10, 3, 5
+    loc = rng.normal(size=(classes, k, d)).astype(np.float32)
+    a = rng.normal(size=(classes, k, d, d))
+    tril = np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + np.eye(d)).astype(np.float32)
+    weights = rng.dirichlet(np.ones(k), size=classes).astype(np.float32)
+    weights[0] = [0.0, 0.25, 0.75]
+    z = rng.normal(size=(7, d)).astype(np.float32)
+    got = sampling.class_log_densities(tf.constant(z), loc, tril, weights).numpy()
+    want = np.stack([tfd.MixtureSameFamily(
+        tfd.Categorical(probs=weights[c]),
+        tfd.MultivariateNormalTriL(loc[c], tril[c])).log_prob(z).numpy()
+        for c in range(classes)], axis=1)
+    assert got.shape == (7, classes)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

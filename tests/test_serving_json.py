@@ -14,7 +14,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from cvae import serving_json as sj
-from conftest import REPO, run_python
+from conftest import REPO, SHIPPED, run_python
 
 GOLDEN = REPO / "tests" / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
@@ -30,6 +30,10 @@ def _golden(signature, kind, part):
 def shipped():
     """The model the golden files were made from: its loaded signatures and SignatureDefs."""
     path = REPO / MANIFEST["model"]
+    if path != SHIPPED:
+        pytest.fail(f"tests/golden/ was made from {path}, but saved_models/cvae/SHIPPED names "
+                    f"{SHIPPED}; re-run `.venv/bin/python tests/golden/make_golden.py` and "
+                    f"commit its files")
     fingerprint = tf.saved_model.experimental.read_fingerprint(str(path)).singleprint()
     if fingerprint != MANIFEST["fingerprint"]:
         pytest.fail(f"{path} is not the model tests/golden/ was made from; re-run "
@@ -210,7 +214,7 @@ def test_bad_requests_name_the_problem(shipped, signature, request_body, message
 
 def test_unknown_signature_lists_the_ones_there_are(shipped):
     with pytest.raises(sj.RequestError, match='serving signature name "generate" not found; '
-                       'this model has: decode, encode, reconstruct, restyle, serving_default'):
+                       f'this model has: {", ".join(sorted(SIGNATURES))}$'):
         sj.select_signature({"signature_name": "generate", "instances": [1]},
                             shipped["signatures"])
     name, _ = sj.select_signature({"instances": [1]}, shipped["signature_defs"])

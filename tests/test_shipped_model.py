@@ -3,21 +3,60 @@ passes the serving check."""
 
 import dataclasses
 import json
+import re
+import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from cvae import data
+from cvae import data, export, generate
 from cvae.config import Config, DataConfig
-from conftest import SHIPPED, run_python
+from conftest import REPO, SHIPPED, run_python
 
 
 def test_one_version_ships_and_it_passes_the_serving_check():
-    assert [p.name for p in SHIPPED.parent.iterdir() if not p.name.startswith(".")] == \
-        [SHIPPED.name]
+    """saved_models/cvae/SHIPPED names the version that ships, whatever newer versions
+    `make train` has exported beside it."""
+    base = REPO / "saved_models" / "cvae"
+    assert (base / "SHIPPED").read_text() == f"{SHIPPED.name}\n"
+    assert SHIPPED == export.shipped_path(base) and SHIPPED.is_dir()
     result = run_python("-m", "pipelines.export", "--check", str(SHIPPED))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(f"ok: {SHIPPED} passed the serving check")
+
+
+def test_a_newer_version_beside_the_shipped_one_changes_what_serves_not_what_ships(tmp_path):
+    """What `make train` leaves behind: a newer version beside the shipped one. The shipped-model
+    helpers (and so these tests) still take the shipped version; TF Serving's rule, and
+    `pipelines.generate`'s default, take the newest; the SHIPPED file is no version to any of
+    them."""
+    base = tmp_path / "cvae"
+    shutil.copytree(SHIPPED.parent, base, ignore=lambda folder, names: [
+        n for n in names if folder == str(SHIPPED.parent) and n not in (SHIPPED.name, "SHIPPED")])
+    newer = int(SHIPPED.name) + 1
+    shutil.copytree(base / SHIPPED.name, base / str(newer))
+    assert export.versions(base) == [int(SHIPPED.name), newer]
+    assert export.shipped_version(base) == int(SHIPPED.name)
+    assert export.shipped_path(base) == base / SHIPPED.name
+    assert generate.resolve_version(base) == base / str(newer)
+    result = run_python("-m", "pipelines.generate", "--model", str(base), "--label", "Bag",
+                        "--num", "1", "--out", str(tmp_path / "bag.png"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"model {base / str(newer)}" in result.stdout
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "cannot read the shipped version"),
+    ("seven\n", "expected one version number, got 'seven'"),
+    ("9\n", "names version 9, which is not among [1]"),
+], ids=["missing", "not-a-number", "no-such-version"])
+def test_a_shipped_file_that_names_no_version_is_an_error(tmp_path, content, message):
+    (tmp_path / "1").mkdir()
+    if content is not None:
+        (tmp_path / "SHIPPED").write_text(content)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        export.shipped_version(tmp_path)
 
 
 def test_shipped_model_was_trained_by_the_defaults():

@@ -6,7 +6,7 @@ Re-run it whenever the shipped model changes (and commit what it writes): the re
 the model's outputs, and `manifest.json` records the model's fingerprint, so
 tests/test_serving_json.py fails with a pointer back here when the two disagree.
 
-For each of the five signatures it writes, into this folder, for a batch of two rows:
+For each signature it writes, into this folder, for a batch of two rows:
 
     <signature>.row.request.json        {"signature_name": ..., "instances": [{...}, {...}]}
     <signature>.row.response.json       {"predictions": [{...}, {...}]}  (bare rows for one output)
@@ -16,7 +16,9 @@ For each of the five signatures it writes, into this folder, for a batch of two 
 The inputs: labels 7 and 3 (a sneaker and a dress) with seeds 0 and 1 for `serving_default`;
 the `z` it returns (rounded to 4 decimals) decoded as a dress and a sneaker for `decode`; the
 images it returns (rounded to 3 decimals, so still in [0, 1]) with their labels for `encode`
-and `reconstruct`, and restyled as a sandal and a coat for `restyle`. Output floats are rounded
+and `reconstruct`, and restyled as a sandal and a coat for `restyle`; the same images with
+their bottom halves missing (seeds 0 and 1) for `inpaint`, and as they are for `denoise` and
+`classify`. Output floats are rounded
 to 6 decimals to keep the files small; the tests compare with a tolerance of 1e-5.
 
 The JSON is built here directly from TF Serving's documented rules, without
@@ -37,6 +39,8 @@ REPO = HERE.parents[1]
 INPUT_DECIMALS = {"images": 3, "z": 4}
 OUTPUT_DECIMALS = 6
 TOLERANCE = 1e-5
+BOTTOM_HALF_MISSING = np.concatenate([np.ones([2, 14, 28, 1], np.float32),
+                                      np.zeros([2, 14, 28, 1], np.float32)], axis=1)
 
 
 def rows(arrays: dict) -> list:
@@ -57,11 +61,13 @@ def columns(arrays: dict):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="SavedModel version directory, relative to the "
-                                            "repository (default: the newest of saved_models/cvae)")
+                                            "repository (default: the shipped version, "
+                                            "saved_models/cvae/SHIPPED)")
     args = parser.parse_args(argv)
     if args.model is None:
-        versions = [p for p in (REPO / "saved_models" / "cvae").iterdir() if p.name.isdigit()]
-        args.model = str(max(versions, key=lambda p: int(p.name)).relative_to(REPO))
+        from cvae.export import shipped_path
+
+        args.model = str(shipped_path(REPO / "saved_models" / "cvae").relative_to(REPO))
     model_path = REPO / args.model
     signatures = tf.saved_model.load(str(model_path)).signatures
 
@@ -80,13 +86,19 @@ def main(argv=None) -> None:
         "reconstruct": {"images": images, "label": label},
         "restyle": {"images": images, "label": label,
                     "target_label": np.array([5, 4], np.int32)},
+        # The applications: the same images with their bottom halves missing, as their own
+        # labels; cleaned; classified.
+        "inpaint": {"images": images, "mask": BOTTOM_HALF_MISSING, "label": label,
+                    "seed": np.array([0, 1], np.int32)},
+        "denoise": {"images": images, "label": label},
+        "classify": {"images": images},
     }
     assert sorted(requests) == sorted(signatures), sorted(signatures)
     for name, inputs in requests.items():
         outputs = run(name, **inputs)
         # Doubles rounded to 6 decimals print as at most 8 characters ("0.123457").
-        outputs = {k: np.round(v.astype(np.float64), OUTPUT_DECIMALS)
-                   for k, v in sorted(outputs.items())}
+        outputs = {k: np.round(v.astype(np.float64), OUTPUT_DECIMALS) if v.dtype.kind == "f"
+                   else v for k, v in sorted(outputs.items())}
         files = {
             "row.request": {"signature_name": name, "instances": rows(inputs)},
             "row.response": {"predictions": rows(outputs)},

@@ -1,0 +1,253 @@
+"""The demo page: a Gradio app over one exported SavedModel, with a tab per application.
+
+The page loads a version with `cvae.generate.load` (`tf.saved_model.load`, no training code) and
+calls only its signatures. Each tab is an `Application`, shown when the export has every
+signature it calls; a new application is a build function and a line in `APPLICATIONS`. The
+requests themselves (`generate_png`, `restyle_png`) take plain values, return PNG bytes and
+raise `RequestError` (a ValueError) with the message the page shows; Gradio is imported only
+by `build` and `serve`. What the page refuses: docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from cvae import generate, images, limits
+from cvae.cli import op_error_text
+from cvae.files import atomic_write_bytes
+from cvae.generate import ServedModel
+
+MAX_SEED = 2**31 - 1  # a browser sends numbers as doubles: exact far past this
+MAX_UPLOAD = "1mb"  # a 28x28 PNG is well under 1 KB; Gradio refuses bigger uploads itself
+DEFAULT_IMAGES = 16  # as `pipelines.generate --num`
+
+
+class RequestError(ValueError):
+    """A request the page refuses; its message is what the page shows."""
+
+
+def _whole_number(value, what: str, low: int, high: int) -> int:
+    """`value` (a number from the page, or None when the field is empty) as an int in
+    [low, high]; RequestError naming the bound otherwise."""
+    if value is None or value == "":
+        raise RequestError(f"give the {what} ({low}..{high})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"the {what} must be a whole number {low}..{high}, got {value!r}") \
+            from None
+    if not number.is_integer() or not low <= number <= high:
+        raise RequestError(f"the {what} must be a whole number {low}..{high}, got {value:g}")
+    return int(number)
+
+
+def _label(model: ServedModel, label) -> int:
+    try:
+        return model.label_id(label)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+
+
+def generate_png(model: ServedModel, label, num, seed) -> tuple[bytes, str]:
+    """The grid PNG of `num` images of class `label` from `seed`, byte for byte the file
+    `pipelines.generate --label L --num N --seed S` writes, and a caption."""
+    label_id = _label(model, label)
+    num = _whole_number(num, "number of images", 1, limits.MAX_DEMO_IMAGES)
+    seed = _whole_number(seed, "seed", 0, MAX_SEED)
+    out = generate.samples(model, label_id, num, seed)
+    png = images.png_bytes(images.grid(out, generate.grid_columns(num)))
+    return png, f"{num} x {model.class_names[label_id]} (seed {seed})"
+
+
+def restyle_png(model: ServedModel, data: bytes, name: str, label) -> tuple[bytes, str]:
+    """The uploaded garment (the bytes of a 28x28 8-bit grayscale PNG called `name`, of class
+    `label`) beside itself redrawn as every class, as a labelled PNG, and a caption. Its code is
+    the posterior mean under `label`, decoded with each class in turn (the `restyle`
+    signature)."""
+    from cvae import figures  # matplotlib, for the column titles
+
+    try:
+        source = images.decode_png_28x28(data, name)
+    except images.ImageError as e:
+        raise RequestError(str(e)) from None
+    label_id = _label(model, label)
+    n = len(model.class_names)
+    out = generate.restyle(model, np.repeat(source[np.newaxis], n, axis=0), [label_id] * n,
+                           list(range(n)))
+    png = figures.image_table(np.concatenate([source[np.newaxis], out]), 1, n + 1,
+                              column_names=["upload"] + model.class_names, scale=0.9)
+    return png, f"{name} ({model.class_names[label_id]}) as every class"
+
+
+def request_message(error: Exception) -> str | None:
+    """The message the page shows for an error of the request; None for a bug (which Gradio
+    reports as a bare "Error", without its traceback)."""
+    if isinstance(error, tf.errors.OpError):  # the export's own checks, e.g. pixel range
+        return op_error_text(error.message)
+    if isinstance(error, ValueError):
+        return str(error)
+    return None
+
+
+class Outputs:
+    """The PNG files the page shows and offers for download, in one folder. A file is named
+    after its request, so asking again rewrites the same file."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def write(self, name: str, data: bytes) -> str:
+        stem = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "image"
+        path = self.folder / f"{stem}.png"
+        atomic_write_bytes(path, data)
+        return str(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Application:
+    """One tab: `build(model, outputs)` lays out its components and events inside the tab; the
+    tab is shown when the export has every signature in `signatures`."""
+
+    title: str
+    signatures: tuple[str, ...]
+    build: Callable[[ServedModel, Outputs], None]
+
+
+def _refused(message: str) -> str:
+    return f"**Refused:** {message}"
+
+
+def _generate_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    temperature = model.config.get("model", {}).get("temperature")
+    with gr.Row():
+        with gr.Column(scale=1):
+            label = gr.Dropdown(model.class_names, value=model.class_names[0], label="Class")
+            # No precision: Gradio would round 2.5 to 2; `generate_png` refuses it instead.
+            num = gr.Number(DEFAULT_IMAGES, label="Number of images",
+                            info=f"1 to {limits.MAX_DEMO_IMAGES}")
+            seed = gr.Number(0, label="Seed", info="the same seed gives the same images")
+            gr.Markdown(f"Sampling temperature: {temperature}, fixed when this version was "
+                        f"exported (its signatures take no temperature)."
+                        if temperature is not None else
+                        "The sampling temperature is fixed by the export.")
+            button = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=2):
+            image = gr.Image(label="Samples", type="filepath", format="png", interactive=False,
+                             buttons=["fullscreen"], height=420, show_label=False,
+                             elem_id="generate-image")
+            download = gr.DownloadButton("Download PNG", interactive=False,
+                                         elem_id="generate-download")
+            message = gr.Markdown(elem_id="generate-message")
+
+    def run(label_value, num_value, seed_value):
+        try:
+            png, caption = generate_png(model, label_value, num_value, seed_value)
+        except Exception as e:  # noqa: BLE001 -- a bug is re-raised below
+            text = request_message(e)
+            if text is None:
+                raise
+            return None, gr.DownloadButton(value=None, interactive=False), _refused(text)
+        path = outputs.write(caption, png)
+        return path, gr.DownloadButton(value=path, interactive=True), \
+            f"{caption}, model version {model.version}"
+
+    button.click(run, [label, num, seed], [image, download, message])
+
+
+def _restyle_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    with gr.Row():
+        upload = gr.File(label="A 28x28 8-bit grayscale PNG: a white garment on black, like "
+                               "Fashion-MNIST", type="filepath", elem_id="restyle-upload")
+        with gr.Column():
+            label = gr.Dropdown(model.class_names, value=model.class_names[0],
+                                label="The upload is a")
+            button = gr.Button("Restyle", variant="primary")
+    image = gr.Image(label="Restyled as every class", type="filepath", format="png",
+                     interactive=False, buttons=["fullscreen"], show_label=False,
+                     elem_id="restyle-image")
+    with gr.Row():
+        download = gr.DownloadButton("Download PNG", interactive=False, elem_id="restyle-download")
+        message = gr.Markdown(elem_id="restyle-message")
+
+    def run(path, label_value):
+        empty = gr.DownloadButton(value=None, interactive=False)
+        if not path:
+            return None, empty, "Upload a PNG to restyle."
+        name = Path(path).name
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            png, caption = restyle_png(model, data, name, label_value)
+        except Exception as e:  # noqa: BLE001 -- a bug is re-raised below
+            text = request_message(e)
+            if text is None:
+                raise
+            return None, empty, _refused(text)
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        out = outputs.write(f"restyle {Path(name).stem} {label_value} {digest}", png)
+        return out, gr.DownloadButton(value=out, interactive=True), caption
+
+    # always_last: a class chosen while the upload is still being restyled is not dropped.
+    gr.on([upload.upload, label.change, button.click], run, [upload, label],
+          [image, download, message], trigger_mode="always_last")
+
+
+# The tabs, in page order. In-painting and classification join when the export has their
+# signatures.
+APPLICATIONS = (
+    Application("Generate", ("serving_default",), _generate_tab),
+    Application("Restyle", ("restyle",), _restyle_tab),
+)
+
+# Fits an image to its box, keeping the pixels of a 28x28 garment sharp as it is enlarged.
+CSS = ("#generate-image img, #restyle-image img { width: 100%; height: 100%; "
+       "object-fit: contain; image-rendering: pixelated; }")
+
+
+def build(model: ServedModel, outputs: Outputs):
+    """The page as a `gradio.Blocks`, with a tab for every application the export supports."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # the page makes no outside requests
+    import gradio as gr
+
+    shown = [app for app in APPLICATIONS if all(s in model.signatures for s in app.signatures)]
+    with gr.Blocks(title="CVAE demo", analytics_enabled=False,
+                   delete_cache=(3600, 3600)) as page:
+        gr.Markdown(f"# Fashion-MNIST garments by label\nA conditional VAE, served from "
+                    f"`{model.path}` (version {model.version}): "
+                    f"{', '.join(app.title.lower() for app in shown)}.")
+        with gr.Tabs():
+            for app in shown:
+                with gr.Tab(app.title, id=app.title.lower()):
+                    app.build(model, outputs)
+    return page
+
+
+def serve(model_dir: str | os.PathLike, version: int | None = None, host: str = "127.0.0.1",
+          port: int = 7860) -> None:
+    """Loads the model and serves the page on http://host:port until interrupted."""
+    model = generate.load(model_dir, version)
+    with tempfile.TemporaryDirectory(prefix="cvae-demo-") as folder:
+        page = build(model, Outputs(folder))
+        page.launch(server_name=host, server_port=port, quiet=True, show_error=False,
+                    ssr_mode=False, max_file_size=MAX_UPLOAD, footer_links=[],
+                    run_history=False, css=CSS, prevent_thread_lock=True)
+        print(f"demo of {model.path} at http://{host}:{port} (Ctrl+C stops it)", flush=True)
+        try:
+            while page.is_running:
+                time.sleep(0.2)
+        finally:
+            page.close()

@@ -1,0 +1,114 @@
+"""Sweeps generation's inference settings on one trained run, without exporting each:
+
+    python scripts/sampling_sweep.py --run runs/NAME --components 8 16 --temperatures 0.6 0.8 \
+        --guidance 1 1.5 [--samples-per-class 500]
+
+For every number of mixture components it fits each class's mixture once (as
+`pipelines.export` does, `cvae.sampling.for_model`), then for every temperature and guidance
+draws `--samples-per-class` codes per class and measures what `pipelines.evaluate` measures of
+samples, with the same classifier: conditional accuracy, the lowest class, the Fréchet distance
+to the test images and diversity (samples over real). First it prints what the run's
+reconstructions of the test images score (mean squared error, how often the classifier
+recognises them, their Fréchet distance), which no sampling setting changes, and the
+validation and test -ELBO the run recorded. Prints one row per setting; the
+experiment log (docs/experiments.md) quotes them. A setting is then exported with
+`pipelines.export --run runs/NAME --sampling-components K --temperature T --guidance W`.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cvae import cli  # noqa: E402  (quiet libraries before TensorFlow loads)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a run directory, runs/<name>")
+    parser.add_argument("--components", type=int, nargs="+", default=[8])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.6, 0.8, 1.0])
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--samples-per-class", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not 2 <= args.samples_per_class <= 10_000:
+        parser.error("--samples-per-class must be between 2 and 10000")
+    if any(not 1 <= k <= 100 for k in args.components):
+        parser.error("--components must be between 1 and 100")
+    cli.quiet_libraries()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from cvae import classifier, data, likelihoods, sampling
+    from cvae import metrics as m
+    from cvae.evaluate import real_features
+    from cvae.labels import CLASS_NAMES, NUM_CLASSES
+    from cvae.train import load_run
+
+    run = load_run(args.run)
+    model, config = run.model, run.config
+    splits = data.load_splits(config.data)
+    classify, _, _ = classifier.load()
+    real = real_features(splits, classify)["test"]
+    test_labels = splits.test[1]
+    n = args.samples_per_class
+    labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), n)
+    eps = tf.random.stateless_normal([len(labels), config.model.latent_dim], [args.seed, 0])
+    u = tf.random.stateless_uniform([len(labels)], [args.seed, 1])
+
+    @tf.function
+    def images(z, y, w):
+        one_hot = model.condition(y)
+        labelled = model.decoder(z, one_hot)
+        free = model.decoder(z, tf.zeros_like(one_hot))
+        params = free + w * (labelled - free)
+        return likelihoods.image(params, config.model.likelihood, config.model.min_scale)
+
+    gray = data.unit_images(splits.test[0])
+    recon = np.concatenate([
+        model.decode(model.encode(gray[s:s + 1000], test_labels[s:s + 1000].astype(np.int32))
+                     ["mean"], test_labels[s:s + 1000].astype(np.int32), guided=False).numpy()
+        for s in range(0, len(gray), 1000)])
+    out = classifier.predict(classify, recon)
+    held_out = len(labels)
+    print(f"{args.run}: seed {config.train.seed}, {config.train.epochs} epochs; -ELBO "
+          f"validation {run.metrics['validation']['neg_elbo']:.2f}, test "
+          f"{run.metrics['test']['neg_elbo']:.2f} nats (KL {run.metrics['test']['kl']:.2f})")
+    print(f"reconstructions of the {len(gray)} test images: MSE {((recon - gray) ** 2).mean():.5f}"
+          f", recognised {(out['probabilities'].argmax(1) == test_labels).mean():.4f}, "
+          f"Fréchet {m.frechet_distance(out['features'][:held_out], real):.2f}")
+    print(f"{'K':>3} {'T':>5} {'w':>5}  accuracy  lowest class        Fréchet  diversity")
+    for k in args.components:
+        t0 = time.perf_counter()
+        fitted = sampling.for_model(
+            model, config.model.__class__(**{**config.model.__dict__,
+                                             "sampling_components": k}),
+            splits.train[0], splits.train[1])
+        fit_seconds = time.perf_counter() - t0
+        for t in args.temperatures:
+            sampler = sampling.LatentSampler(fitted.loc, fitted.scale_tril, t, fitted.weights)
+            z = sampler.latents(tf.constant(labels), eps, u)
+            for w in args.guidance:
+                x = np.concatenate([images(z[s:s + 1000], labels[s:s + 1000], w).numpy()
+                                    for s in range(0, len(labels), 1000)])
+                out = classifier.predict(classify, x)
+                verdict = out["probabilities"].argmax(1)
+                per_class = [(verdict[labels == c] == c).mean() for c in range(NUM_CLASSES)]
+                worst = int(np.argmin(per_class))
+                diversity = np.mean([
+                    m.mean_pairwise_distance(out["features"][labels == c][:500])
+                    / m.mean_pairwise_distance(real[test_labels == c][:500])
+                    for c in range(NUM_CLASSES)])
+                frechet = m.frechet_distance(out["features"], real)
+                print(f"{k:>3} {t:>5.2f} {w:>5.2f}  {(verdict == labels).mean():.4f}    "
+                      f"{CLASS_NAMES[worst]:<12} {per_class[worst]:.3f}  {frechet:7.2f}  "
+                      f"{diversity:.3f}", flush=True)
+        print(f"    (K={k}: mixtures fitted in {fit_seconds:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(lambda: main()))

@@ -1,0 +1,285 @@
+"""The demo page in a real browser: headless Chromium drives `python -m pipelines.demo` serving
+the shipped model on a free loopback port, as a person would click it."""
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHIPPED
+from cvae.limits import MAX_DEMO_IMAGES
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; no browser is downloaded
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+STARTUP_SECONDS = 120
+# The bytes of the image an <img> shows, fetched by the page itself, as base64.
+FETCH_IMAGE = """async img => {
+    const response = await fetch(img.src);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    let text = "";
+    for (const b of bytes) text += String.fromCharCode(b);
+    return btoa(text);
+}"""
+
+
+def _require(available: bool, what: str) -> None:
+    """Skips a test whose tools are missing on a developer's machine; fails it in CI, which
+    installs them (.ci/run)."""
+    if not available:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{what} (see .ci/run)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _png(array: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    return tf.io.encode_png(array).numpy()
+
+
+@pytest.fixture(scope="module")
+def tools():
+    """Chromium, Playwright and Gradio, or a skip (outside CI) saying how to install them."""
+    _require(Path(CHROMIUM).exists(), "no Chromium: apt-get install chromium")
+    for module in ("playwright", "gradio"):
+        try:
+            __import__(module)
+        except ImportError:
+            _require(False, f'no {module}: pip install -e ".[test,demo]"')
+
+
+@pytest.fixture(scope="module")
+def demo_url(tools, tmp_path_factory):
+    """The URL of `python -m pipelines.demo --model <shipped version>` on a free port."""
+    root = tmp_path_factory.mktemp("demo")
+    port = _free_port()
+    log = open(root / "demo.log", "w+")
+    # Every file the page writes (its own and Gradio's) stays in the test's folder.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(root),
+           "GRADIO_TEMP_DIR": str(root / "gradio")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.demo", "--model", str(SHIPPED), "--port", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"the demo exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the demo did not answer on {url} within {STARTUP_SECONDS} s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tools, tmp_path_factory):
+    """A headless Chromium context (fresh profile) that lets the page reach only loopback
+    addresses and records any other request it tries."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # a request can take seconds on a busy 2-core machine
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            headless=True, args=CHROMIUM_FLAGS, accept_downloads=True,
+            viewport={"width": 1200, "height": 900})
+        context.outside_requests = []
+
+        def only_loopback(route):
+            url = route.request.url
+            if urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost"):
+                route.continue_()
+            else:
+                context.outside_requests.append(url)
+                route.abort()
+
+        context.route("**/*", only_loopback)
+        context.set_default_timeout(30_000)
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser, demo_url):
+    page = browser.new_page()
+    page.goto(demo_url)
+    page.get_by_role("button", name="Generate").wait_for()
+    yield page
+    text = page.locator("body").inner_text()
+    page.close()
+    assert "Traceback" not in text
+    assert browser.outside_requests == []
+
+
+@pytest.fixture(scope="module")
+def sneakers(tools, tmp_path_factory):
+    """The PNG `pipelines.generate` writes for 16 Sneakers from seed 0, as a function that
+    waits for it: the command runs while the demo starts."""
+    out = tmp_path_factory.mktemp("generate") / "sneakers.png"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.generate", "--model", str(SHIPPED), "--label",
+         "Sneaker", "--num", "16", "--seed", "0", "--out", str(out)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result() -> bytes:
+        if process.returncode is None:
+            stdout, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stdout + stderr
+        return out.read_bytes()
+
+    yield result
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_label(label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_sneaker_seed_0_shows_and_downloads_the_png_pipelines_generate_writes(sneakers, page):
+    from playwright.sync_api import expect
+
+    _choose(page, "Class", "Sneaker")
+    page.get_by_label("Number of images").fill("16")
+    page.get_by_label("Seed").fill("0")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#generate-message")).to_contain_text("16 x Sneaker (seed 0)")
+    shown = base64.b64decode(page.locator("#generate-image img").evaluate(FETCH_IMAGE))
+    expected = sneakers()
+    assert shown == expected
+    with page.expect_download() as download:
+        page.locator("#generate-download").click()
+    assert Path(download.value.path()).read_bytes() == expected
+
+
+# A field of the Generate tab, what is typed into it, and the page's message.
+BAD_REQUESTS = [
+    ("Number of images", str(MAX_DEMO_IMAGES + 1), f"the number of images must be a whole "
+     f"number 1..{MAX_DEMO_IMAGES}, got {MAX_DEMO_IMAGES + 1}"),
+    ("Seed", "2.5", "the seed must be a whole number 0..2147483647, got 2.5"),
+    ("Seed", "", "give the seed (0..2147483647)"),
+]
+
+
+@pytest.mark.parametrize("field,typed,message", BAD_REQUESTS,
+                         ids=["images-over-bound", "seed-2.5", "seed-empty"])
+def test_a_refused_request_gives_a_message_on_the_page(page, field, typed, message):
+    from playwright.sync_api import expect
+
+    page.get_by_label(field).fill(typed)
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#generate-message")).to_contain_text(f"Refused: {message}")
+    assert page.locator("#generate-image img").count() == 0
+
+
+def _upload(page, name: str, data: bytes) -> None:
+    page.get_by_role("tab", name="Restyle").click()
+    page.locator("#restyle-upload input[type=file]").set_input_files(
+        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
+
+
+def _broken_png() -> bytes:
+    """A 28x28 grayscale PNG cut short: its header is sound, its pixels are not all there."""
+    data = _png(np.random.default_rng(0).integers(0, 256, [28, 28, 1], dtype=np.uint8))
+    return data[:len(data) // 2]
+
+
+# What is uploaded (bytes, or a function making them: encoding a PNG needs TensorFlow, imported
+# when a test runs rather than when it is collected) and the page's message.
+BAD_UPLOADS = [
+    ("notes.txt", b"a garment, in words", "notes.txt: not a PNG file"),
+    ("colour.png", lambda: _png(np.zeros([28, 28, 3], np.uint8)),
+     "colour.png: is a RGB PNG; expected 8-bit grayscale"),
+    ("deep.png", lambda: _png(np.zeros([28, 28, 1], np.uint16)),
+     "deep.png: has 16-bit pixels; expected 8-bit grayscale"),
+    ("large.png", lambda: _png(np.zeros([32, 32, 1], np.uint8)),
+     "large.png: is 32x32; expected 28x28"),
+    ("broken.png", _broken_png, "broken.png: corrupt PNG (Invalid PNG data"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", BAD_UPLOADS,
+                         ids=["not-png", "rgb", "16-bit", "32x32", "cut-short"])
+def test_a_bad_upload_gives_a_message_on_the_page(page, name, content, message):
+    from playwright.sync_api import expect
+
+    _upload(page, name, content if isinstance(content, bytes) else content())
+    expect(page.locator("#restyle-message")).to_contain_text(f"Refused: {message}")
+    assert page.locator("#restyle-image img").count() == 0
+
+
+def test_an_upload_over_the_size_limit_is_refused_by_the_page(page):
+    from playwright.sync_api import expect
+
+    _upload(page, "huge.png", b"\x89PNG\r\n\x1a\n" + bytes(1_100_000))
+    refusal = page.get_by_text('exceed the maximum allowed size of 1.0 Mb: "huge.png"')
+    expect(refusal).to_be_visible()
+    assert page.locator("#restyle-image img").count() == 0
+
+
+def test_an_upload_is_restyled_as_every_class(sneakers, page):
+    """The first Sneaker of the grid, uploaded: the page shows the labelled picture that
+    `cvae.demo.restyle_png` draws, and offers it for download."""
+    import tensorflow as tf
+    from playwright.sync_api import expect
+
+    from cvae import demo, generate
+
+    tile = tf.io.decode_png(sneakers()).numpy()[2:30, 2:30]  # a 2-pixel border around each tile
+    data = _png(tile)
+    _upload(page, "sneaker.png", data)
+    _choose(page, "The upload is a", "Sneaker")
+    expect(page.locator("#restyle-message")).to_contain_text("sneaker.png (Sneaker) as every class")
+    expected, _ = demo.restyle_png(generate.load(SHIPPED), data, "sneaker.png", "Sneaker")
+    shown = base64.b64decode(page.locator("#restyle-image img").evaluate(FETCH_IMAGE))
+    assert shown == expected
+    with page.expect_download() as download:
+        page.locator("#restyle-download").click()
+    assert Path(download.value.path()).read_bytes() == expected
+
+
+def test_a_port_in_use_is_refused_before_anything_loads():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipelines.demo", "--port", str(port)], cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"demo.py: error: cannot listen on 127.0.0.1:{port} (Address "
+                                  f"already in use); choose another --port or --host\n")
