@@ -101,7 +101,7 @@ class ModelConfig:
     # conditional decoder. It is the guidance of Ho & Salimans (2022) applied to a VAE's
     # decoder, and makes samples follow their label more closely. Likelihoods (the ELBO, the
     # IWAE bound) are always of the plain conditional model.
-    guidance: float = 1.75
+    guidance: float = 2.5
     # Where generated images take their latent codes from (`cvae.sampling`; docs/model.md#sampling):
     # class_posterior: a mixture of Gaussians fitted at export to each class's codes on the
     # training images, so samples stay where the decoder has learnt to draw that class (one
@@ -110,10 +110,10 @@ class ModelConfig:
     sampling: Sampling = "class_posterior"
     # Gaussians per class for class_posterior: a mixture fitted by EM to the class's codes
     # (`cvae.sampling.fit_mixture`); 1 is one Gaussian matching the codes' mean and covariance.
-    sampling_components: int = 8
+    sampling_components: int = 16
     # The codes' spread about their component's centre, z = loc_yk + temperature * L_yk eps:
     # below 1, more typical garments and less variety. Like guidance, an inference setting.
-    temperature: float = 0.4
+    temperature: float = 0.6
     # discretized_logistic: 256-level grayscale likelihood (default; docs/model.md#likelihoods).
     # bernoulli: dynamically binarised pixels, for likelihoods comparable with the literature.
     # continuous_bernoulli: density on [0, 1] (Loaiza-Ganem & Cunningham, 2019).

@@ -511,6 +511,8 @@ def test_applications_config_is_checked():
         ApplicationsConfig(classify_samples=0)
     with pytest.raises(ValueError, match="classify_temperature=-1.0 must be > 0"):
         ApplicationsConfig(classify_temperature=-1.0)
+    with pytest.raises(ValueError, match=r"inpaint_samples=1 must be >= 2 \(one from the encoder"):
+        ApplicationsConfig(inpaint_samples=1)
     config = Config().replace(classify_samples=4, inpaint_iterations=2)
     assert Config.from_json(config.to_json()) == config
     # A config written before the applications existed reads as their defaults.
