@@ -36,6 +36,7 @@ SERVED_CHECK_TIMEOUT = 600  # seconds; a load and ~15 small requests take ~10 s 
 ALLOWED_OPS = frozenset({
     # math
     "Abs", "AddV2", "All", "BiasAdd", "Conv2D", "Conv2DBackpropInput", "Equal", "Expm1",
+    "DepthToSpace",  # the resnet decoder's sub-pixel output (cvae.networks.resnet)
     "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "MatMul", "Maximum", "Minimum",
     "Mul", "Neg", "RealDiv", "Reciprocal", "Relu", "Sigmoid", "Softplus", "Square", "Sub",
     # arrays
