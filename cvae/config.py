@@ -1,12 +1,14 @@
 """Frozen configuration dataclasses; their defaults train the shipped model.
 
-    make train        # python -m pipelines.train; every field is a flag (--help)
+    python -m pipelines.train --name NAME        # the defaults: the shipped model's recipe
+    make train                                   # the quick recipe (Config.quick): 10 epochs
 
-trains 20 epochs of 55,000 images in about 7 minutes on the project's 2-core CPU (bfloat16 by
-`precision="auto"`) to a test negative ELBO near 1937 nats per image, then exports the next
-version under saved_models/cvae (about 50 s more, most of it fitting the per-class mixtures).
-For a smoke run that finishes in seconds use `Config.small()` (what the tests train). How each
-default was chosen, with the sweeps and their figures: docs/experiments.md.
+The defaults train 40 epochs of 55,000 images in about 45 minutes on the project's 2-core CPU
+(bfloat16 by `precision="auto"`) to a test negative ELBO near 1873 nats per image, then export
+the next version under saved_models/cvae (5 minutes more on a shared machine, most of it fitting
+the per-class mixtures). For a smoke run that finishes in seconds use `Config.small()` (what the
+tests train). How each default was chosen, with the sweeps and their figures:
+docs/experiments.md.
 """
 
 from __future__ import annotations
