@@ -3,14 +3,16 @@
 The page loads a version with `cvae.generate.load` (`tf.saved_model.load`, no training code) and
 calls only its signatures. Each tab is an `Application`, shown when the export has every
 signature it calls; a new application is a build function and a line in `APPLICATIONS`. The
-requests themselves (`generate_png`, `restyle_png`) take plain values, return PNG bytes and
-raise `RequestError` (a ValueError) with the message the page shows; Gradio is imported only
-by `build` and `serve`. What the page refuses: docs/demo.md.
+requests themselves (`generate_png`, `restyle_png`, `inpaint_png`, `denoise_png`,
+`classify_text`) take plain values, return PNG bytes or text and raise `RequestError` (a
+ValueError) with the message the page shows; Gradio is imported only by `build` and `serve`.
+What the page refuses: docs/demo.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -23,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import generate, images, limits
+from cvae.applications import corruptions, served
 from cvae.cli import op_error_text
 from cvae.files import atomic_write_bytes
 from cvae.generate import ServedModel
@@ -30,6 +33,8 @@ from cvae.generate import ServedModel
 MAX_SEED = 2**31 - 1  # a browser sends numbers as doubles: exact far past this
 MAX_UPLOAD = "1mb"  # a 28x28 PNG is well under 1 KB; Gradio refuses bigger uploads itself
 DEFAULT_IMAGES = 16  # as `pipelines.generate --num`
+INPAINT_MASKS = corruptions.MASKS[:5]  # the named halves and the centre; "random" is for tests
+COMPLETIONS = 3  # the In-painting tab draws seeds s, s+1, s+2
 
 
 class RequestError(ValueError):
@@ -47,7 +52,9 @@ def _whole_number(value, what: str, low: int, high: int) -> int:
         raise RequestError(f"the {what} must be a whole number {low}..{high}, got {value!r}") \
             from None
     if not number.is_integer() or not low <= number <= high:
-        raise RequestError(f"the {what} must be a whole number {low}..{high}, got {value:g}")
+        # A whole number in full: "2147483646", not the "2.14748e+09" of :g.
+        shown = int(number) if number.is_integer() else f"{number:g}"
+        raise RequestError(f"the {what} must be a whole number {low}..{high}, got {shown}")
     return int(number)
 
 
@@ -69,6 +76,14 @@ def generate_png(model: ServedModel, label, num, seed) -> tuple[bytes, str]:
     return png, f"{num} x {model.class_names[label_id]} (seed {seed})"
 
 
+def _garment(data: bytes, name: str) -> np.ndarray:
+    """The upload as float32 [28, 28, 1] in [0, 1]; RequestError saying what it is instead."""
+    try:
+        return images.decode_png_28x28(data, name)
+    except images.ImageError as e:
+        raise RequestError(str(e)) from None
+
+
 def restyle_png(model: ServedModel, data: bytes, name: str, label) -> tuple[bytes, str]:
     """The uploaded garment (the bytes of a 28x28 8-bit grayscale PNG called `name`, of class
     `label`) beside itself redrawn as every class, as a labelled PNG, and a caption. Its code is
@@ -76,10 +91,7 @@ def restyle_png(model: ServedModel, data: bytes, name: str, label) -> tuple[byte
     signature)."""
     from cvae import figures  # matplotlib, for the column titles
 
-    try:
-        source = images.decode_png_28x28(data, name)
-    except images.ImageError as e:
-        raise RequestError(str(e)) from None
+    source = _garment(data, name)
     label_id = _label(model, label)
     n = len(model.class_names)
     out = generate.restyle(model, np.repeat(source[np.newaxis], n, axis=0), [label_id] * n,
@@ -87,6 +99,47 @@ def restyle_png(model: ServedModel, data: bytes, name: str, label) -> tuple[byte
     png = figures.image_table(np.concatenate([source[np.newaxis], out]), 1, n + 1,
                               column_names=["upload"] + model.class_names, scale=0.9)
     return png, f"{name} ({model.class_names[label_id]}) as every class"
+
+
+def inpaint_png(model: ServedModel, data: bytes, name: str, label, mask_kind: str,
+                seed) -> tuple[bytes, str]:
+    """The uploaded garment (as for `restyle_png`) with the pixels a standard mask (a name in
+    INPAINT_MASKS) says are missing drawn mid-gray, then COMPLETIONS completions as class
+    `label` from seeds `seed`, `seed` + 1, ... (the `inpaint` signature), in one row of a
+    pixel grid (`images.grid`: each 28x28 tile exact, 2 black pixels apart), and a caption.
+    The known pixels of every completion are the upload's."""
+    source = _garment(data, name)
+    label_id = _label(model, label)
+    if mask_kind not in INPAINT_MASKS:
+        raise RequestError(f"choose the missing pixels: one of {', '.join(INPAINT_MASKS)}")
+    seed = _whole_number(seed, "seed", 0, MAX_SEED - (COMPLETIONS - 1))
+    mask = corruptions.mask(mask_kind)[0]
+    out = served.inpaint(model, np.repeat(source[np.newaxis], COMPLETIONS, 0),
+                         np.repeat(mask[np.newaxis], COMPLETIONS, 0), [label_id] * COMPLETIONS,
+                         np.arange(seed, seed + COMPLETIONS, dtype=np.int32))
+    shown = served.shown_masked(source[np.newaxis], mask[np.newaxis])
+    png = images.png_bytes(images.grid(np.concatenate([shown, out]), COMPLETIONS + 1))
+    return png, (f"{name} with its {mask_kind.replace('-', ' ')} missing (gray), then "
+                 f"{COMPLETIONS} completions as "
+                 f"{model.class_names[label_id]} (seeds {seed} to {seed + COMPLETIONS - 1})")
+
+
+def denoise_png(model: ServedModel, data: bytes, name: str, label) -> tuple[bytes, str]:
+    """The uploaded garment (as for `restyle_png`) beside itself cleaned as class `label` (the
+    `denoise` signature), as a pixel grid of two tiles, and a caption."""
+    source = _garment(data, name)
+    label_id = _label(model, label)
+    out = served.denoise(model, source[np.newaxis], [label_id])
+    png = images.png_bytes(images.grid(np.concatenate([source[np.newaxis], out]), 2))
+    return png, f"{name}, then denoised as {model.class_names[label_id]}"
+
+
+def classify_text(model: ServedModel, data: bytes, name: str) -> str:
+    """The uploaded garment's class and its probability, the top three, the log-likelihood
+    and the typicality (nats) from the `classify` signature: the line `pipelines.classify`
+    prints."""
+    out = served.classify(model, _garment(data, name)[np.newaxis])
+    return served.describe(name, out, 0, model.class_names)
 
 
 def request_message(error: Exception) -> str | None:
@@ -166,56 +219,143 @@ def _generate_tab(model: ServedModel, outputs: Outputs) -> None:
     button.click(run, [label, num, seed], [image, download, message])
 
 
+def _upload_box(tab: str):
+    import gradio as gr
+
+    return gr.File(label="A 28x28 8-bit grayscale PNG: a white garment on black, like "
+                         "Fashion-MNIST", type="filepath", elem_id=f"{tab}-upload")
+
+
+def _picture(tab: str, label: str):
+    """The image, download button and message of a tab that answers with a PNG."""
+    import gradio as gr
+
+    image = gr.Image(label=label, type="filepath", format="png", interactive=False,
+                     buttons=["fullscreen"], show_label=False, elem_id=f"{tab}-image")
+    with gr.Row():
+        download = gr.DownloadButton("Download PNG", interactive=False,
+                                     elem_id=f"{tab}-download")
+        message = gr.Markdown(elem_id=f"{tab}-message")
+    return image, download, message
+
+
+def _png_answer(outputs: Outputs, tab: str, request, path, *values):
+    """What a picture tab shows for the upload at `path`: `request(data, name, *values)` (PNG
+    bytes and a caption) as (image, download, message), or its refusal."""
+    import gradio as gr
+
+    empty = gr.DownloadButton(value=None, interactive=False)
+    if not path:
+        return None, empty, "Upload a PNG first."
+    name = Path(path).name
+    try:
+        data = Path(path).read_bytes()
+        png, caption = request(data, name, *values)
+    except Exception as e:  # noqa: BLE001 -- a bug is re-raised below
+        text = request_message(e)
+        if text is None:
+            raise
+        return None, empty, _refused(text)
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    out = outputs.write(f"{tab} {Path(name).stem} {' '.join(map(str, values))} {digest}", png)
+    return out, gr.DownloadButton(value=out, interactive=True), caption
+
+
 def _restyle_tab(model: ServedModel, outputs: Outputs) -> None:
     import gradio as gr
 
     with gr.Row():
-        upload = gr.File(label="A 28x28 8-bit grayscale PNG: a white garment on black, like "
-                               "Fashion-MNIST", type="filepath", elem_id="restyle-upload")
+        upload = _upload_box("restyle")
         with gr.Column():
             label = gr.Dropdown(model.class_names, value=model.class_names[0],
                                 label="The upload is a")
             button = gr.Button("Restyle", variant="primary")
-    image = gr.Image(label="Restyled as every class", type="filepath", format="png",
-                     interactive=False, buttons=["fullscreen"], show_label=False,
-                     elem_id="restyle-image")
-    with gr.Row():
-        download = gr.DownloadButton("Download PNG", interactive=False, elem_id="restyle-download")
-        message = gr.Markdown(elem_id="restyle-message")
+    image, download, message = _picture("restyle", "Restyled as every class")
 
     def run(path, label_value):
-        empty = gr.DownloadButton(value=None, interactive=False)
-        if not path:
-            return None, empty, "Upload a PNG to restyle."
-        name = Path(path).name
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-            png, caption = restyle_png(model, data, name, label_value)
-        except Exception as e:  # noqa: BLE001 -- a bug is re-raised below
-            text = request_message(e)
-            if text is None:
-                raise
-            return None, empty, _refused(text)
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        out = outputs.write(f"restyle {Path(name).stem} {label_value} {digest}", png)
-        return out, gr.DownloadButton(value=out, interactive=True), caption
+        return _png_answer(outputs, "restyle", functools.partial(restyle_png, model), path,
+                           label_value)
 
     # always_last: a class chosen while the upload is still being restyled is not dropped.
     gr.on([upload.upload, label.change, button.click], run, [upload, label],
           [image, download, message], trigger_mode="always_last")
 
 
-# The tabs, in page order. In-painting and classification join when the export has their
-# signatures.
+def _inpaint_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    with gr.Row():
+        upload = _upload_box("inpaint")
+        with gr.Column():
+            label = gr.Dropdown(model.class_names, value=model.class_names[0],
+                                label="In-paint as")
+            mask = gr.Dropdown(list(INPAINT_MASKS), value=INPAINT_MASKS[0],
+                               label="Missing pixels")
+            seed = gr.Number(0, label="Completion seed",
+                             info=f"the {COMPLETIONS} completions use seeds s, s+1, s+2")
+            button = gr.Button("In-paint", variant="primary")
+    image, download, message = _picture("inpaint", "Masked upload and its completions")
+
+    def run(path, label_value, mask_value, seed_value):
+        return _png_answer(outputs, "inpaint", functools.partial(inpaint_png, model), path,
+                           label_value, mask_value, seed_value)
+
+    button.click(run, [upload, label, mask, seed], [image, download, message],
+                 trigger_mode="always_last")
+
+
+def _denoise_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    with gr.Row():
+        upload = _upload_box("denoise")
+        with gr.Column():
+            label = gr.Dropdown(model.class_names, value=model.class_names[0],
+                                label="Denoise as")
+            button = gr.Button("Denoise", variant="primary")
+    image, download, message = _picture("denoise", "The upload and its denoised version")
+
+    def run(path, label_value):
+        return _png_answer(outputs, "denoise", functools.partial(denoise_png, model), path,
+                           label_value)
+
+    gr.on([upload.upload, label.change, button.click], run, [upload, label],
+          [image, download, message], trigger_mode="always_last")
+
+
+def _classify_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    upload = _upload_box("classify")
+    button = gr.Button("Classify", variant="primary")
+    message = gr.Markdown(elem_id="classify-message")
+
+    def run(path):
+        if not path:
+            return "Upload a PNG first."
+        try:
+            return classify_text(model, Path(path).read_bytes(), Path(path).name)
+        except Exception as e:  # noqa: BLE001 -- a bug is re-raised below
+            text = request_message(e)
+            if text is None:
+                raise
+            return _refused(text)
+
+    gr.on([upload.upload, button.click], run, [upload], [message], trigger_mode="always_last")
+
+
+# The tabs, in page order.
 APPLICATIONS = (
     Application("Generate", ("serving_default",), _generate_tab),
     Application("Restyle", ("restyle",), _restyle_tab),
+    Application("In-painting", ("inpaint",), _inpaint_tab),
+    Application("Denoise", ("denoise",), _denoise_tab),
+    Application("Classify", ("classify",), _classify_tab),
 )
 
 # Fits an image to its box, keeping the pixels of a 28x28 garment sharp as it is enlarged.
-CSS = ("#generate-image img, #restyle-image img { width: 100%; height: 100%; "
-       "object-fit: contain; image-rendering: pixelated; }")
+CSS = ("#generate-image img, #restyle-image img, #inpaint-image img, #denoise-image img "
+       "{ width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }")
 
 
 def build(model: ServedModel, outputs: Outputs):

@@ -42,11 +42,11 @@ class ReportError(ValueError):
 
 
 def comparison_config(main: ServedModel, recipe: str) -> Config:
-    """The comparison recipe: `Config.fast` as it is, the others with the main model's data,
-    epochs and seed."""
+    """The comparison recipe with the main model's data: `Config.fast` with its own epochs
+    and settings, the others with the main model's epochs and seed too."""
     config = Config.from_dict(main.config)
     if recipe == "fast":
-        return Config().fast()
+        return Config(data=config.data).fast()
     return config.unconditional() if recipe == "unconditional" else config.tutorial()
 
 

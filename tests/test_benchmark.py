@@ -84,8 +84,8 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
     expected = [
         [(q["ratio"], "<=", 0.5)],
         [(results["input_pipeline"]["images_per_second"] / t["images_per_second"], ">=", 10)],
-        [(results["generation"]["batch_64"]["p50_ms"], "<", 10),
-         (results["generation"]["batch_1000"]["images_per_second"], ">=", 10_000)],
+        [(results["generation"]["batch_1"]["p50_ms"], "<", 20),
+         (results["generation"]["batch_1000"]["images_per_second"], ">=", 2_000)],
     ]
     printed = [line.strip() for line in result.stdout.splitlines()
                if line.strip().startswith(("PASS ", "FAIL "))]
@@ -208,7 +208,7 @@ def test_baseline_trains_the_same_model_drawing_its_own_noise():
     # The tutorial's float32 loop: Keras' own Adam, a constant rate, the loss in a plain graph.
     assert type(baseline.optimizer) is keras.optimizers.Adam and not baseline.model.xla_loss
     assert baseline.model.decoder.out.compute_dtype == "float32"
-    assert baseline.model.encoder.conv1.compute_dtype == "float32"
+    assert baseline.model.encoder.down1.compute_dtype == "float32"
 
 
 @pytest.mark.parametrize("changes", [{}, {"learning_rate": 3e-3, "lr_schedule": "constant"},

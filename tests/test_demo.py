@@ -165,7 +165,7 @@ def sneakers(tools, tmp_path_factory):
 
 
 def _choose(page, label: str, option: str) -> None:
-    page.get_by_label(label).click()
+    page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -173,8 +173,8 @@ def test_sneaker_seed_0_shows_and_downloads_the_png_pipelines_generate_writes(sn
     from playwright.sync_api import expect
 
     _choose(page, "Class", "Sneaker")
-    page.get_by_label("Number of images").fill("16")
-    page.get_by_label("Seed").fill("0")
+    page.get_by_label("Number of images", exact=True).fill("16")
+    page.get_by_label("Seed", exact=True).fill("0")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#generate-message")).to_contain_text("16 x Sneaker (seed 0)")
     shown = base64.b64decode(page.locator("#generate-image img").evaluate(FETCH_IMAGE))
@@ -199,15 +199,15 @@ BAD_REQUESTS = [
 def test_a_refused_request_gives_a_message_on_the_page(page, field, typed, message):
     from playwright.sync_api import expect
 
-    page.get_by_label(field).fill(typed)
+    page.get_by_label(field, exact=True).fill(typed)
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#generate-message")).to_contain_text(f"Refused: {message}")
     assert page.locator("#generate-image img").count() == 0
 
 
-def _upload(page, name: str, data: bytes) -> None:
-    page.get_by_role("tab", name="Restyle").click()
-    page.locator("#restyle-upload input[type=file]").set_input_files(
+def _upload(page, name: str, data: bytes, tab: str = "Restyle", box: str = "restyle") -> None:
+    page.get_by_role("tab", name=tab).click()
+    page.locator(f"#{box}-upload input[type=file]").set_input_files(
         files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
 
 
@@ -269,6 +269,56 @@ def test_an_upload_is_restyled_as_every_class(sneakers, page):
     with page.expect_download() as download:
         page.locator("#restyle-download").click()
     assert Path(download.value.path()).read_bytes() == expected
+
+
+def _garment() -> np.ndarray:
+    """A plain long-sleeved top, uint8 [28, 28, 1]: white on black, with a gradient, so that
+    pixels copied exactly can be told from pixels drawn again."""
+    image = np.zeros([28, 28, 1], np.uint8)
+    image[4:26, 8:20, 0] = np.linspace(90, 250, 22, dtype=np.uint8)[:, None]  # body
+    image[5:20, 3:8, 0] = image[5:20, 20:25, 0] = 170  # sleeves
+    return image
+
+
+def test_inpainting_keeps_the_known_pixels_of_the_upload(page):
+    """The top's bottom half masked: the page shows the masked upload and three completions
+    (seeds 4, 5, 6) whose top halves are the upload's, pixel for pixel, and offers them."""
+    import tensorflow as tf
+    from playwright.sync_api import expect
+
+    garment = _garment()
+    _upload(page, "top.png", _png(garment), tab="In-painting", box="inpaint")
+    _choose(page, "In-paint as", "Shirt")
+    _choose(page, "Missing pixels", "bottom-half")
+    page.get_by_label("Completion seed", exact=True).fill("4")
+    page.get_by_role("button", name="In-paint").click()
+    expect(page.locator("#inpaint-message")).to_contain_text(
+        "top.png with its bottom half missing (gray), then 3 completions as Shirt (seeds 4 to 6)")
+    shown = base64.b64decode(page.locator("#inpaint-image img").evaluate(FETCH_IMAGE))
+    grid = tf.io.decode_png(shown).numpy()
+    assert grid.shape == (32, 122, 1)  # one row of 4 tiles, 2 black pixels around each
+    tiles = [grid[2:30, 2 + 30 * i:30 + 30 * i] for i in range(4)]
+    assert (tiles[0][:14] == garment[:14]).all() and (tiles[0][14:] == 128).all()
+    for completion in tiles[1:]:
+        assert (completion[:14] == garment[:14]).all()
+    assert not (tiles[1][14:] == tiles[2][14:]).all()  # another seed, another completion
+    with page.expect_download() as download:
+        page.locator("#inpaint-download").click()
+    assert Path(download.value.path()).read_bytes() == shown
+
+
+def test_an_upload_is_classified_as_one_of_the_ten_classes(page):
+    import re
+
+    from playwright.sync_api import expect
+
+    from cvae.labels import CLASS_NAMES
+
+    _upload(page, "top.png", _png(_garment()), tab="Classify", box="classify")
+    names = "|".join(map(re.escape, CLASS_NAMES))
+    expect(page.locator("#classify-message")).to_contain_text(re.compile(
+        rf"top\.png: ({names}) \(\d\.\d{{3}}\); top three: .*; log-likelihood -?\d+\.\d nats; "
+        rf"typicality -?\d+\.\d nats"))
 
 
 def test_a_port_in_use_is_refused_before_anything_loads():

@@ -57,7 +57,10 @@ def test_iwae_with_one_sample_is_the_elbo_estimate(served, test_batch):
     x, y = test_batch
     bounds = ev.likelihood_bounds(served, x, y, k=1, seed=5)
     np.testing.assert_allclose(bounds["iwae"], bounds["elbo"], rtol=1e-12)
-    np.testing.assert_allclose(bounds["elbo"], bounds["recon"] - bounds["kl"], rtol=1e-3)
+    # One sample's log p(z) - log q(z|x,y) estimates -KL without bias, with noise that grows
+    # with the KL: over 48 images their mean difference is within 4 standard errors of 0.
+    gap = bounds["elbo"] - (bounds["recon"] - bounds["kl"])
+    assert abs(gap.mean()) < 4 * gap.std(ddof=1) / np.sqrt(len(gap)) + 0.1, gap
 
 
 def test_iwae_bound_is_above_the_elbo_and_tightens_as_k_grows(served, test_batch):
@@ -121,7 +124,8 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     models_dir = tmp_path / "models"
     out = tmp_path / "report"
     args = ["-m", "pipelines.evaluate", "--model", str(trained["export"]), "--out", str(out),
-            "--classifier", str(small_classifier), "--compare", "--models-dir", str(models_dir),
+            "--classifier", str(small_classifier), "--compare", "unconditional", "tutorial",
+            "--models-dir", str(models_dir),
             "--iwae-k", "20", "--compare-k", "5", "--iwae-images", "64",
             "--samples-per-class", "20", "--frechet-images", "100",
             "--application-images", "20", "--classify-images", "30"]
