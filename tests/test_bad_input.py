@@ -241,7 +241,7 @@ CONFIG_CASES = [
     pytest.param(["--batch-size", "0"], "config: batch_size=0 must be >= 1", id="batch-size-0"),
     pytest.param(["--limit", "0"], "config: limit=0 must be >= 1", id="limit-0"),
     pytest.param(["--validation-size", "55", "--batch-size", "4"],
-                 "sampling='class_posterior' fits 8 Gaussian(s) to each class's training codes, "
+                 "sampling='class_posterior' fits 16 Gaussian(s) to each class's training codes, "
                  "but class", id="class-without-training-images"),
     pytest.param(["--sampling-components", "0"], "config: sampling_components=0 must be >= 1",
                  id="sampling-components-0"),
