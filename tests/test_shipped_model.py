@@ -68,6 +68,7 @@ def test_shipped_model_was_trained_by_the_defaults():
     assert defaults.train.precision == "auto"
     assert config.train.precision in ("mixed_bfloat16", "float32")
     assert dataclasses.replace(config.train, name=defaults.train.name,
+                               runs_dir=defaults.train.runs_dir,
                                precision="auto") == defaults.train
     metrics = json.loads((SHIPPED / "assets.extra" / "metrics.json").read_text())
     assert metrics["epochs"] == defaults.train.epochs

@@ -191,16 +191,16 @@ def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, 
 
     config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
     model = compiled_model(config, steps_per_epoch=None)
-    assert model.decoder.hidden[0].compute_dtype == precision.removeprefix("mixed_")
-    assert model.decoder.hidden[0].kernel.dtype == "float32"  # weights stay float32
+    assert model.decoder.hidden.compute_dtype == precision.removeprefix("mixed_")
+    assert model.decoder.hidden.kernel.dtype == "float32"  # weights stay float32
     assert model.decoder.out.compute_dtype == "float32"  # and so do the likelihood's parameters
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
         precision == "mixed_float16")
     mixed = train(config, verbose=0)
-    assert mixed.model.decoder.hidden[0].compute_dtype == "float32"  # what is evaluated and exported
+    assert mixed.model.decoder.hidden.compute_dtype == "float32"  # what is evaluated and exported
     # The run reloads (as `pipelines.export --run` does) with every trained weight.
     loaded = load_run(mixed.run_dir)
-    assert loaded.model.decoder.hidden[0].compute_dtype == "float32"
+    assert loaded.model.decoder.hidden.compute_dtype == "float32"
     for a, b in zip(loaded.model.get_weights(), mixed.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     plain = train(config.replace(name="plain", precision="float32"), verbose=0)
