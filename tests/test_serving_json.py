@@ -181,7 +181,7 @@ BAD_REQUESTS = [
     ("serving_default", {"inputs": {"label": 7, "seed": 0}},
      "input 'label' must have shape [N] (int32), got []"),
     ("decode", {"inputs": {"z": [_z()[:15]], "label": [1]}},
-     "input 'z' must have shape [N, 16] (float32), got [1, 15]"),
+     "input 'z' must have shape [N, 64] (float32), got [1, 15]"),
     ("serving_default", {"instances": {"label": 7, "seed": 0}},
      "'instances' must be a list of rows, got an object"),
     ("serving_default", {"instances": []}, "'instances' is an empty list"),
@@ -254,7 +254,7 @@ def test_one_input_takes_bare_values_in_both_formats():
 
 def test_check_inputs_for_tensors_that_arrive_as_arrays(shipped):
     decode = shipped["signatures"]["decode"]
-    z, label = np.zeros((2, 16), np.float32), np.array([1, 2], np.int32)
+    z, label = np.zeros((2, 64), np.float32), np.array([1, 2], np.int32)
     checked = sj.check_inputs({"z": z, "label": label}, decode)
     assert checked["z"] is z and checked["label"] is label
     for arrays, message in (
@@ -262,7 +262,7 @@ def test_check_inputs_for_tensors_that_arrive_as_arrays(shipped):
             ({"z": z, "label": label.astype(np.int64)}, "input 'label' must be int32, got int64"),
             ({"z": z}, "request: missing input 'label'"),
             ({"z": z, "label": label, "seed": label}, "request: unknown input 'seed'"),
-            ({"z": z[:, :3], "label": label}, "input 'z' must have shape [N, 16]"),
+            ({"z": z[:, :3], "label": label}, "input 'z' must have shape [N, 64]"),
             ({"z": z[:1], "label": label}, "inputs have different batch sizes")):
         with pytest.raises(sj.RequestError) as error:
             sj.check_inputs(arrays, decode)
