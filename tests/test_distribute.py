@@ -47,8 +47,11 @@ def _assert_same_training(run_dir: Path, reference: Path) -> None:
     config = Config.from_json((run_dir / "config.json").read_text())
     assert ours.keys() == theirs.keys()
     assert len(ours) == len(build_model(config.model).trainable_variables)  # every one compared
+    # The residual blocks' convolution gradients are summed in another order across replicas:
+    # a weight near 0 can move by 2e-5 (seen on 1 of 1,296); a wrong split of the batch or a
+    # missing all-reduce moves every weight by far more.
     for key in ours:
-        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-3, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-3, atol=1e-4, err_msg=key)
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference)]
     for split in ("validation", "test"):
         assert metrics[0][split]["neg_elbo"] == pytest.approx(metrics[1][split]["neg_elbo"],
