@@ -261,24 +261,31 @@ def _png_answer(outputs: Outputs, tab: str, request, path, *values):
     return out, gr.DownloadButton(value=out, interactive=True), caption
 
 
-def _restyle_tab(model: ServedModel, outputs: Outputs) -> None:
+def _class_upload_tab(model: ServedModel, outputs: Outputs, tab: str, label_text: str,
+                      button_text: str, caption: str, answer) -> None:
+    """An upload, its class and a button; `answer(model, path, label)` gives the picture (the
+    Restyle and Denoise tabs)."""
     import gradio as gr
 
     with gr.Row():
-        upload = _upload_box("restyle")
+        upload = _upload_box(tab)
         with gr.Column():
             label = gr.Dropdown(model.class_names, value=model.class_names[0],
-                                label="The upload is a")
-            button = gr.Button("Restyle", variant="primary")
-    image, download, message = _picture("restyle", "Restyled as every class")
+                                label=label_text)
+            button = gr.Button(button_text, variant="primary")
+    image, download, message = _picture(tab, caption)
 
     def run(path, label_value):
-        return _png_answer(outputs, "restyle", functools.partial(restyle_png, model), path,
-                           label_value)
+        return _png_answer(outputs, tab, functools.partial(answer, model), path, label_value)
 
-    # always_last: a class chosen while the upload is still being restyled is not dropped.
+    # always_last: a class chosen while the upload is still being answered is not dropped.
     gr.on([upload.upload, label.change, button.click], run, [upload, label],
           [image, download, message], trigger_mode="always_last")
+
+
+def _restyle_tab(model: ServedModel, outputs: Outputs) -> None:
+    _class_upload_tab(model, outputs, "restyle", "The upload is a", "Restyle",
+                      "Restyled as every class", restyle_png)
 
 
 def _inpaint_tab(model: ServedModel, outputs: Outputs) -> None:
@@ -305,22 +312,8 @@ def _inpaint_tab(model: ServedModel, outputs: Outputs) -> None:
 
 
 def _denoise_tab(model: ServedModel, outputs: Outputs) -> None:
-    import gradio as gr
-
-    with gr.Row():
-        upload = _upload_box("denoise")
-        with gr.Column():
-            label = gr.Dropdown(model.class_names, value=model.class_names[0],
-                                label="Denoise as")
-            button = gr.Button("Denoise", variant="primary")
-    image, download, message = _picture("denoise", "The upload and its denoised version")
-
-    def run(path, label_value):
-        return _png_answer(outputs, "denoise", functools.partial(denoise_png, model), path,
-                           label_value)
-
-    gr.on([upload.upload, label.change, button.click], run, [upload, label],
-          [image, download, message], trigger_mode="always_last")
+    _class_upload_tab(model, outputs, "denoise", "Denoise as", "Denoise",
+                      "The upload and its denoised version", denoise_png)
 
 
 def _classify_tab(model: ServedModel, outputs: Outputs) -> None:
