@@ -73,6 +73,12 @@ ALLOWED_OPS = frozenset({
     "Cosh", "NotEqual",  # the continuous Bernoulli's variance (denoise's Gaussian fusion)
     # classify's typicality: each image's PNG length in memory (tf.io.encode_png, no file)
     "EncodePng", "StringLength",
+    # inpaint's refinement: the gradient of log p(x_known | z, y) + log p(z|y) with respect to
+    # the code, through the decoder (the gradients of its convolutions, bias adds, ReLUs,
+    # sub-pixel output, slices and gathers, and the shape arithmetic of broadcasting)
+    "AddN", "BiasAddGrad", "BroadcastGradientArgs", "ConcatOffset", "Conv2DBackpropFilter",
+    "DynamicStitch", "FloorMod", "Prod", "ReluGrad", "ShapeN", "Size", "SpaceToDepth",
+    "StridedSliceGrad", "UnsortedSegmentSum",
 })
 # The saver's own ops: allowed only in the functions that saver_def names (checkpoint save and
 # restore, which the loader runs to restore the variables), never in a served function.

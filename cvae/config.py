@@ -272,12 +272,14 @@ class ApplicationsConfig:
     calibration_images: int = 1000
     # `inpaint`: rounds of importance-weighted resampling of the code, and codes drawn per
     # round, half from the encoder and half from the class's mixture (iterations * samples
-    # decoder passes and iterations encoder passes an image). On version 7, bottom half
-    # missing, 1,000 test images, MSE on the missing pixels with codes from the encoder only:
-    # 6 rounds of 4, 6, 8 codes 0.0456, 0.0449, 0.0446; 4 rounds of 8 0.0469; 8 rounds of 6
-    # 0.0441 (docs/applications.md).
-    inpaint_iterations: int = 6
+    # decoder passes and iterations encoder passes an image). Their measurements, and those of
+    # the refinement below: docs/applications.md.
+    inpaint_iterations: int = 3
     inpaint_samples: int = 6
+    # Then steps of gradient ascent (Adam, at this rate) on log p(x_known | z, y) + log p(z|y)
+    # from the resampled code (a decoder pass forward and back a step).
+    inpaint_refine_steps: int = 30
+    inpaint_refine_rate: float = 0.2
     # `denoise`: codes weighted under the noise model (K decoder passes an image).
     denoise_samples: int = 16
 
@@ -290,7 +292,12 @@ class ApplicationsConfig:
         for name in ("classify_samples", "inpaint_samples", "denoise_samples"):
             _at_most(name, getattr(self, name), limits.MAX_IWAE_K)
         _at_most("inpaint_iterations", self.inpaint_iterations, limits.MAX_LAYERS)
+        _require(self.inpaint_refine_steps >= 0, "inpaint_refine_steps",
+                 self.inpaint_refine_steps, "must be >= 0")
+        _at_most("inpaint_refine_steps", self.inpaint_refine_steps, limits.MAX_REFINE_STEPS)
         _at_most("calibration_images", self.calibration_images, limits.TRAIN_IMAGES)
+        _require(self.inpaint_refine_rate > 0, "inpaint_refine_rate", self.inpaint_refine_rate,
+                 "must be > 0")
         _require(self.classify_temperature is None or self.classify_temperature > 0,
                  "classify_temperature", self.classify_temperature, "must be > 0 (or None)")
 
@@ -401,7 +408,8 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
 _BEFORE = {"model": (("architecture", "conv"), ("label_dropout", 0.0), ("guidance", 1.0),
                      ("sampling", "prior"), ("temperature", 1.0), ("sampling_components", 1)),
            "train": (("lr_schedule", "constant"), ("xla_loss", False),
-                     ("fused_adam", False))}
+                     ("fused_adam", False)),
+           "applications": (("inpaint_refine_steps", 0), ("inpaint_refine_rate", 0.2))}
 
 
 def resolve_precision(precision: Precision, cpu_flags: set[str] | None = None,

@@ -285,7 +285,8 @@ class ServingModule(tf.Module):
 
     def _inpaint(self, images, mask, label, seed):
         """The missing pixels (mask 0) filled by importance-weighted resampling of the code
-        given the known ones (`cvae.applications.inpaint`); the known pixels copied exactly."""
+        given the known ones, then gradient ascent on the code (`cvae.applications.inpaint`);
+        the known pixels copied exactly."""
         _same_batch(images=images, mask=mask, label=label, seed=seed)
         images, mask, label = _checked_images(images), _checked_mask(mask), checked_labels(label)
         settings = self.applications
@@ -296,7 +297,9 @@ class ServingModule(tf.Module):
                                       self.sampling_weights, self.temperature, y, eps, u),
                                   self._class_centre,
                                   images, mask, label, seed, settings.inpaint_iterations,
-                                  settings.inpaint_samples)
+                                  settings.inpaint_samples, settings.inpaint_refine_steps,
+                                  settings.inpaint_refine_rate,
+                                  lambda z, y: self._class_prior_log_prob(z, y, 1.0))
         return {"images": out["images"]}
 
     def _denoise(self, images, label):
@@ -553,15 +556,39 @@ def export(model: CVAE, config: Config, metrics: dict | None,
     return write_version(base_dir, fill)
 
 
-def export_run(result, base_dir: str | os.PathLike | None = None) -> Path:
-    """Exports a `cvae.train.TrainResult` (to its config's export_dir by default) and writes
-    the class grid of the exported version to <run dir>/class_grid.png: the report's picture
-    (`cvae.figures.class_grid`, a row per class named by its label)."""
+def exported_config(path: str | os.PathLike) -> Config:
+    """The config an exported version records (assets.extra/config.json)."""
+    config_file = Path(path) / ASSETS_EXTRA / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path}: not an exported version (no {ASSETS_EXTRA}/config.json)")
+    return Config.from_json(config_file.read_text())
+
+
+def exported_sampler(path: str | os.PathLike) -> sampling.LatentSampler:
+    """The codes' sampler an exported version draws `serving_default`'s codes from (its
+    variables sampling_loc, sampling_scale_tril, sampling_weights and its config's
+    temperature): exporting the same weights again with it keeps every generated image
+    bit-identical to that version's, without fitting the mixtures again."""
+    temperature = exported_config(path).model.temperature
+    loaded = tf.saved_model.load(str(path))
+    if not hasattr(loaded, "sampling_loc"):
+        raise ValueError(f"{path}: exported without a sampler's variables (before version 8)")
+    return sampling.LatentSampler(loaded.sampling_loc.numpy(), loaded.sampling_scale_tril.numpy(),
+                                  temperature, loaded.sampling_weights.numpy())
+
+
+def export_run(result, base_dir: str | os.PathLike | None = None,
+               sampler: sampling.LatentSampler | None = None) -> Path:
+    """Exports a `cvae.train.TrainResult` (to its config's export_dir by default; `sampler` as
+    `export` takes it) and writes the class grid of the exported version to
+    <run dir>/class_grid.png: the report's picture (`cvae.figures.class_grid`, a row per class
+    named by its label)."""
     from cvae import figures, generate
     from cvae.files import atomic_write_bytes
 
     path = export(result.model, result.config, result.metrics,
-                  base_dir or result.config.train.export_dir, logs_dir=result.run_dir / "logs")
+                  base_dir or result.config.train.export_dir, logs_dir=result.run_dir / "logs",
+                  sampler=sampler)
     print(f"exported {path}")
     grid_path = result.run_dir / "class_grid.png"
     atomic_write_bytes(grid_path, figures.class_grid(generate.load(path)))

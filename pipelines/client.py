@@ -1,11 +1,18 @@
-"""Generates garments by label from a running TensorFlow Serving (REST or gRPC) into a PNG grid.
+"""Generates, in-paints, denoises or classifies garments with a running TF Serving (REST or gRPC).
 
     python -m pipelines.client --url http://localhost:8501 --model cvae --label Dress --num 8 \
         --seed 0 --out dress.png [--npy dress.npy] [--version N] [--columns C] [--timeout S]
     python -m pipelines.client --grpc localhost:8500 --model cvae --label 3 --num 8 --out dress.png
+    python -m pipelines.client --url http://localhost:8501 --inpaint photo.png --mask bottom-half \
+        --label Dress --num 3 --seed 0 --out completed.png   # --mask MASK.png|right-half|centre
+    python -m pipelines.client --url http://localhost:8501 --denoise noisy.png --label Dress \
+        --out clean.png
+    python -m pipelines.client --grpc localhost:8500 --classify a.png b.png   # a line per image
 
 The same label, seed and number give the same images as `pipelines.generate` from the
-SavedModel. This file is intentionally short: the logic is in `cvae.client`.
+SavedModel, and `--inpaint` the same completions as `pipelines.generate --inpaint`;
+`--classify` prints the lines of `pipelines.classify` and writes no file. This file is intentionally short: the logic is
+in `cvae.client`.
 """
 
 import argparse
@@ -13,6 +20,11 @@ import math
 import sys
 
 from cvae import cli, limits
+
+DEFAULT_NUM = 16
+# --num with --inpaint: each row of its request holds an image and a mask (6.3 KB of float32),
+# so half the generation bound keeps the request under gRPC's default 4 MB message limit.
+MAX_INPAINT_IMAGES = limits.MAX_REQUEST_IMAGES // 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,52 +34,134 @@ def parse_args(argv=None) -> argparse.Namespace:
     server.add_argument("--grpc", metavar="HOST:PORT", help="gRPC endpoint (port 8500)")
     parser.add_argument("--model", default="cvae", help="model name the server serves")
     parser.add_argument("--version", type=int, help="model version (default: the server's latest)")
-    parser.add_argument("--label", required=True, help="class name (case-insensitive) or id 0..9")
-    parser.add_argument("--num", type=int, default=16,
-                        help=f"how many images, in one request: at most "
-                             f"{limits.MAX_REQUEST_IMAGES}")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    parser.add_argument("--label", help="class name (case-insensitive) or id 0..9: the class to "
+                                        "generate, or of the --inpaint or --denoise image")
+    parser.add_argument("--num", type=int,
+                        help=f"how many images, in one request (default: {DEFAULT_NUM}): at most "
+                             f"{limits.MAX_REQUEST_IMAGES}, and at most {MAX_INPAINT_IMAGES} "
+                             f"completions with --inpaint")
+    parser.add_argument("--seed", type=int, help="same seed, same images (default: 0)")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--npy", help="also save the float32 images [N, 28, 28, 1] here")
+    parser.add_argument("--inpaint", metavar="IMAGE.png",
+                        help="a 28x28 8-bit grayscale PNG whose --mask pixels the `inpaint` "
+                             "signature fills in: the masked image, then --num completions as "
+                             "--label from --seed")
+    parser.add_argument("--mask", help="with --inpaint: bottom-half, right-half or centre (what "
+                                       "is missing), or a 28x28 PNG, white where the pixel is "
+                                       "known and black where it is missing")
+    parser.add_argument("--denoise", metavar="IMAGE.png",
+                        help="a noisy 28x28 8-bit grayscale PNG of a --label garment, cleaned "
+                             "by the `denoise` signature: the image, then the cleaned one")
+    parser.add_argument("--classify", nargs="+", metavar="IMAGE.png",
+                        help=f"28x28 8-bit grayscale PNGs (at most {limits.MAX_REQUEST_IMAGES}, "
+                             f"one request) for the `classify` signature: prints a line per "
+                             f"image as pipelines.classify does, writes no file")
+    parser.add_argument("--out", help="PNG file to write (the grid)")
+    parser.add_argument("--npy", help="also save the float32 images [N, 28, 28, 1] here (with "
+                                      "--inpaint the completions, with --denoise the cleaned "
+                                      "image)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the server's answer")
     args = parser.parse_args(argv)
+    actions = [flag for flag, value in (("--inpaint", args.inpaint), ("--denoise", args.denoise),
+                                        ("--classify", args.classify)) if value is not None]
+    if len(actions) > 1:
+        parser.error("give one of --inpaint, --denoise and --classify")
+    if args.inpaint is not None:
+        if args.mask is None or args.label is None:
+            parser.error("--inpaint needs --mask and --label")
+    elif args.mask is not None:
+        parser.error("--mask goes with --inpaint")
+    # Flags the action would ignore are refused rather than silently dropped.
+    if args.classify is not None:
+        _refuse(parser, args, "--classify prints one line per image and writes no file",
+                ("label", "num", "seed", "columns", "out", "npy"))
+    elif args.denoise is not None:
+        _refuse(parser, args, "--denoise cleans one image and draws nothing at random",
+                ("num", "seed"))
+        if args.label is None:
+            parser.error("--denoise needs --label")
+    missing = [f"--{name}" for name in ("label", "out") if getattr(args, name) is None]
+    if args.classify is None and missing:  # in argparse's words, as when both were required
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     if args.url is not None and not args.url.startswith(("http://", "https://")):
         parser.error(f"--url must start with http:// or https://, got {args.url}")
     if args.grpc is not None and (":" not in args.grpc or "/" in args.grpc):
         parser.error(f"--grpc must be HOST:PORT, got {args.grpc}")
     if not args.timeout > 0:
         parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
-    cli.check_grid_arguments(parser, args, limits.MAX_REQUEST_IMAGES)
+    if args.classify is not None:
+        if args.version is not None and args.version < 1:
+            parser.error(f"--version must be >= 1, got {args.version}")
+        if len(args.classify) > limits.MAX_REQUEST_IMAGES:
+            parser.error(f"--classify takes at most {limits.MAX_REQUEST_IMAGES} images (one "
+                         f"request), got {len(args.classify)}")
+        return args
+    args.num = DEFAULT_NUM if args.num is None else args.num
+    args.seed = 0 if args.seed is None else args.seed
+    cli.check_grid_arguments(parser, args, MAX_INPAINT_IMAGES if args.inpaint is not None
+                             else limits.MAX_REQUEST_IMAGES)
     return args
+
+
+def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace, what: str,
+            names: tuple[str, ...]) -> None:
+    """A usage error naming the flags among `names` that were given, if any."""
+    given = [f"--{name}" for name in names if getattr(args, name) is not None]
+    if given:
+        parser.error(f"{what}; it takes no {', '.join(given)}")
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     from cvae.labels import CLASS_NAMES, parse_label
 
-    label = parse_label(args.label)  # before importing TensorFlow: a typo fails at once
+    # before importing TensorFlow: a typo fails at once
+    label = None if args.label is None else parse_label(args.label)
     import io
 
     import numpy as np
 
     from cvae import client, images
+    from cvae.applications import served
     from cvae.files import write_files
+    from cvae.generate import seeds_for
 
-    out = client.generate(label, args.num, args.seed, model=args.model, url=args.url,
-                          grpc_target=args.grpc, version=args.version, timeout=args.timeout)
-    columns = args.columns or math.ceil(math.sqrt(args.num))
-    files = {args.out: images.png_bytes(images.grid(out["images"], columns))}
+    server = dict(model=args.model, url=args.url, grpc_target=args.grpc, version=args.version,
+                  timeout=args.timeout)
+    if args.classify is not None:
+        pictures = np.stack([images.read_png_28x28(path) for path in args.classify])  # all, first
+        out = client.classify(pictures, **server)
+        for i, path in enumerate(args.classify):
+            print(served.describe(path, out, i, CLASS_NAMES))
+        return
+    if args.inpaint is not None:
+        source, mask = images.read_png_28x28(args.inpaint), served.read_mask(args.mask)
+        result = client.inpaint(np.repeat(source[np.newaxis], args.num, 0),
+                                np.repeat(mask[np.newaxis], args.num, 0), [label] * args.num,
+                                seeds_for(args.seed, args.num), **server)
+        tiles = np.concatenate([served.shown_masked(source, mask)[np.newaxis], result])
+        columns = args.columns or args.num + 1
+        what = (f"{args.num} completion(s) of {args.inpaint} (mask {args.mask}) as "
+                f"{CLASS_NAMES[label]} (seed {args.seed})")
+    elif args.denoise is not None:
+        source = images.read_png_28x28(args.denoise)
+        result = client.denoise(source[np.newaxis], [label], **server)
+        tiles, columns = np.concatenate([source[np.newaxis], result]), args.columns or 2
+        what = f"{args.denoise} denoised as {CLASS_NAMES[label]}"
+    else:
+        result = client.generate(label, args.num, args.seed, **server)["images"]
+        tiles, columns = result, args.columns or math.ceil(math.sqrt(args.num))
+        what = f"{args.num} x {CLASS_NAMES[label]} (seed {args.seed})"
+    files = {args.out: images.png_bytes(images.grid(tiles, columns))}
     if args.npy:
         buffer = io.BytesIO()
-        np.save(buffer, out["images"])
+        np.save(buffer, result)
         files[args.npy] = buffer.getvalue()
     write_files(files)  # both or neither, and only after the server answered
-    server = args.url or f"grpc://{args.grpc}"
+    address = args.url or f"grpc://{args.grpc}"
     version = "latest" if args.version is None else f"version {args.version}"
-    print(f"wrote {args.out}: {args.num} x {CLASS_NAMES[label]} (seed {args.seed}), "
-          f"model {args.model} ({version}) at {server}")
+    print(f"wrote {args.out}: {what}, model {args.model} ({version}) at {address}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,35 @@ def test_inpaint_keeps_known_pixels_exactly_and_fills_the_missing_ones(exported)
     assert not np.array_equal(other_seed, out)
 
 
+def test_refine_climbs_the_objective_row_by_row(trained, exported):
+    """The gradient steps after resampling raise each row's log p(x_known | z, y) + log p(z|y),
+    a row's result does not depend on its batch, and no step leaves the code as it was."""
+    from cvae.applications import importance
+    from cvae.applications import inpaint as inpaint_app
+
+    model = trained["result"].model
+    x, y = tf.constant(exported["x"][:6]), tf.constant(exported["y"][:6])
+    mask = tf.constant(corruptions.mask("bottom-half", 6))
+    known = mask * x
+
+    def log_prior(z, labels):  # N(0, I)
+        return tf.reduce_sum(-0.5 * tf.square(z) - 0.5 * importance.LOG_2PI, -1)
+
+    def objective(z):
+        params = model.decoder_params(z, y)
+        return (tf.reduce_sum(mask * importance.params_log_prob(model, params, known), [1, 2, 3])
+                + log_prior(z, y)).numpy()
+
+    z0 = model.encode(known, y)["mean"]
+    z = inpaint_app.refine(model, log_prior, z0, known, mask, y, 20, 0.2)
+    before, after = objective(z0), objective(z)
+    assert (after > before).all() and (after - before).mean() > 1.0, (before, after)
+    np.testing.assert_array_equal(inpaint_app.refine(model, log_prior, z0, known, mask, y, 0, 0.2),
+                                  z0)
+    alone = inpaint_app.refine(model, log_prior, z0[2:3], known[2:3], mask[2:3], y[2:3], 20, 0.2)
+    np.testing.assert_allclose(alone[0], z[2], atol=1e-4)
+
+
 @pytest.mark.parametrize("value", [0.5, 2.0, -1.0, float("nan")], ids=["half", "2", "-1", "nan"])
 def test_inpaint_refuses_mask_values_other_than_0_and_1(exported, value):
     mask = np.ones([2, 28, 28, 1], np.float32)
@@ -513,9 +542,24 @@ def test_applications_config_is_checked():
         ApplicationsConfig(classify_temperature=-1.0)
     with pytest.raises(ValueError, match=r"inpaint_samples=1 must be >= 2 \(one from the encoder"):
         ApplicationsConfig(inpaint_samples=1)
-    config = Config().replace(classify_samples=4, inpaint_iterations=2)
+    with pytest.raises(ValueError, match="inpaint_refine_steps=-1 must be >= 0"):
+        ApplicationsConfig(inpaint_refine_steps=-1)
+    with pytest.raises(ValueError, match="inpaint_refine_steps=1001 must be <= 1000"):
+        ApplicationsConfig(inpaint_refine_steps=1001)
+    with pytest.raises(ValueError, match="inpaint_refine_rate=0 must be > 0"):
+        ApplicationsConfig(inpaint_refine_rate=0)
+    assert ApplicationsConfig(inpaint_refine_steps=0).inpaint_refine_steps == 0  # resampling only
+    config = Config().replace(classify_samples=4, inpaint_iterations=2, inpaint_refine_steps=7,
+                              inpaint_refine_rate=0.05)
     assert Config.from_json(config.to_json()) == config
     # A config written before the applications existed reads as their defaults.
     old = json.loads(Config().to_json())
     del old["applications"]
     assert Config.from_dict(old).applications == ApplicationsConfig()
+    # One written before the refinement existed (its exports resampled only) reads as 0 steps.
+    before_refine = json.loads(Config().replace(inpaint_iterations=6).to_json())
+    del before_refine["applications"]["inpaint_refine_steps"]
+    del before_refine["applications"]["inpaint_refine_rate"]
+    applications = Config.from_dict(before_refine).applications
+    assert applications.inpaint_refine_steps == 0 and applications.inpaint_iterations == 6
+    assert applications.inpaint_refine_rate == ApplicationsConfig().inpaint_refine_rate

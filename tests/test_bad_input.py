@@ -739,6 +739,24 @@ def test_model_error_reaches_the_command_line_as_its_message(broken_model, tmp_p
     assert _listing(out) == {}
 
 
+@pytest.mark.parametrize("folder", ["empty-folder", "model-base-path"])
+def test_sampler_from_a_folder_that_is_not_an_export(trained, tmp_path, folder):
+    """An empty folder, or the base path where its version was meant (saved_models/cvae rather
+    than saved_models/cvae/1): one line naming it, and no version written."""
+    if folder == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        earlier = tmp_path / "empty"
+    else:
+        earlier = trained["export"].parent
+    run = trained["result"].run_dir
+    before, run_before = _listing(tmp_path), _listing(run)
+    status, stderr = _main(pipelines.export, "--run", run, "--model-dir", tmp_path / "cvae",
+                           "--sampler-from", earlier)
+    _assert_refused(status, stderr, f"{earlier}: not an exported version (no "
+                                    f"assets.extra/config.json)")
+    assert _listing(tmp_path) == before and _listing(run) == run_before
+
+
 # ---------------------------------------------------------- TensorFlow errors, on one line
 
 
@@ -842,6 +860,11 @@ def test_a_huge_count_is_refused_before_tensorflow_loads(tmp_path):
                  id="classifier-limit"),
     pytest.param(pipelines.export, ["--run", "RUN", "--sampling-components", "101"],
                  "--sampling-components must be <= 100", id="export-sampling-components"),
+    pytest.param(pipelines.export, ["--run", "RUN", "--inpaint-iterations", "17"],
+                 "--inpaint-iterations must be <= 16, got 17", id="export-inpaint-iterations"),
+    pytest.param(pipelines.export, ["--run", "RUN", "--inpaint-refine-steps", "1001"],
+                 "--inpaint-refine-steps must be <= 1000, got 1001",
+                 id="export-inpaint-refine-steps"),
     pytest.param(pipelines.benchmark, ["--train-images", "60001"],
                  "--train-images must be <= 60000", id="benchmark-train-images"),
     pytest.param(pipelines.benchmark, ["--max-epochs", "10001"],
@@ -855,7 +878,9 @@ def test_a_huge_count_is_refused_before_tensorflow_loads(tmp_path):
 ])
 def test_count_above_its_bound(tmp_path, module, args, message):
     """Evaluation sample counts, the classifier's training counts, the export's mixture size and
-    the benchmark's counts: refused before the command loads anything, and nothing written."""
+    in-painting's rounds and steps, and the benchmark's counts: refused before the command loads
+    anything (RUN is an empty folder, which loading would refuse with another message), and
+    nothing written."""
     (tmp_path / "runs" / "r").mkdir(parents=True)
     out = {pipelines.evaluate: ["--out", tmp_path / "report"],
            pipelines.train_classifier: ["--out", tmp_path / "classifier"],
@@ -863,6 +888,35 @@ def test_count_above_its_bound(tmp_path, module, args, message):
     before = _listing(tmp_path)
     status, stderr = _main(module, *[tmp_path / "runs" / "r" if a == "RUN" else a for a in args],
                            *out)
+    _assert_refused(status, stderr, message)
+    assert _listing(tmp_path) == before
+
+
+EXPORT_RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
+                   "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and "
+                   "--sampler-from go with --run, not --check")
+SAMPLER_FROM_ALONE = ("--sampler-from keeps an export's mixtures and generation settings: it "
+                      "takes no --guidance, --sampling, --sampling-components or --temperature")
+
+
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["--run", "RUN", "--sampler-from", "VERSION", "--temperature", "0.5"],
+                 SAMPLER_FROM_ALONE, id="sampler-from-with-temperature"),
+    pytest.param(["--run", "RUN", "--sampler-from", "VERSION", "--sampling-components", "4"],
+                 SAMPLER_FROM_ALONE, id="sampler-from-with-sampling-components"),
+    pytest.param(["--run", "RUN", "--sampler-from", "VERSION", "--guidance", "1.5"],
+                 SAMPLER_FROM_ALONE, id="sampler-from-with-guidance"),
+    pytest.param(["--check", "VERSION", "--sampler-from", "VERSION"], EXPORT_RUN_ONLY,
+                 id="check-with-sampler-from"),
+])
+def test_export_usage_errors(tmp_path, args, message):
+    """Flags that contradict each other: refused before the run or the version is read (an empty
+    run folder and a missing version, which reading would refuse with other messages)."""
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    places = {"RUN": tmp_path / "runs" / "r", "VERSION": tmp_path / "cvae" / "1"}
+    before = _listing(tmp_path)
+    status, stderr = _main(pipelines.export, *[places.get(a, a) for a in args],
+                           *(["--model-dir", tmp_path / "cvae"] if "--run" in args else []))
     _assert_refused(status, stderr, message)
     assert _listing(tmp_path) == before
 

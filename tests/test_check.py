@@ -212,8 +212,9 @@ def test_the_command_line_check(trained, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature and "
-            "--classify-samples go with --run, not --check")
+RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
+            "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and --sampler-from "
+            "go with --run, not --check")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -224,6 +225,9 @@ RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --tempe
     (["--sampling-components", "2"], RUN_ONLY),
     (["--temperature", "0.5"], RUN_ONLY),
     (["--classify-samples", "4"], RUN_ONLY),
+    (["--inpaint-iterations", "2"], RUN_ONLY),
+    (["--inpaint-refine-steps", "5"], RUN_ONLY),
+    (["--sampler-from", "saved_models/cvae/1"], RUN_ONLY),
 ])
 def test_the_command_line_refuses_check_with_run_options(extra, message):
     result = run_python("-m", "pipelines.export", "--check", "saved_models/cvae/1", *extra)

@@ -1,7 +1,9 @@
 """`python -m pipelines.client` and cvae.client against stand-in TF Serving servers on loopback.
 
 The stand-ins (tests/fake_serving.py) serve the small exported model of the `trained` fixture
-over REST and gRPC in this process; the client runs in fresh processes, as a user runs it.
+over REST and gRPC in this process; the client runs in fresh processes, as a user runs it, and
+what it writes or prints is compared with the same calls into the SavedModel here: generation,
+and the applications (`--inpaint`, `--denoise`, `--classify`).
 """
 
 import time
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import client, generate, serving_json
+from cvae import client, generate, images, serving_json
+from cvae.applications import corruptions
+from cvae.applications import served as served_app
 from conftest import run_python
 from fake_serving import ModelStore, free_port, grpc_server, rest_server
 
@@ -157,6 +161,140 @@ def test_usage_errors(tmp_path):
         result = _client(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+# The applications' command lines: --inpaint, --denoise, --classify.
+
+
+def _server(served, transport: str) -> list[str]:
+    return ["--url", served["url"]] if transport == "rest" else ["--grpc", served["grpc"]]
+
+
+def _png(path, image):
+    path.write_bytes(images.png_bytes(np.round(image * 255).astype(np.uint8)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pictures(served, tmp_path_factory):
+    """Input PNGs for the applications: a dress the model drew, the same dress noisy, and a mask
+    PNG (the centre square missing); with the model loaded here to compare against."""
+    folder = tmp_path_factory.mktemp("pictures")
+    model = generate.load(served["model_dir"])
+    dress = generate.generate(model, [LABEL], [SEED])["images"]
+    return {"model": model, "dress": _png(folder / "dress.png", dress[0]),
+            "noisy": _png(folder / "noisy.png", corruptions.gaussian_noise(dress, 0.2)[0]),
+            "mask": _png(folder / "mask.png", corruptions.mask("centre")[0])}
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_inpaints_as_the_saved_model_does(served, pictures, tmp_path, transport):
+    mask_flag = "bottom-half" if transport == "rest" else str(pictures["mask"])
+    out, npy = tmp_path / "done.png", tmp_path / "done.npy"
+    before = served["store"].requests
+    result = _client(*_server(served, transport), "--inpaint", str(pictures["dress"]), "--mask",
+                     mask_flag, "--label", "Dress", "--num", "3", "--seed", "2", "--out",
+                     str(out), "--npy", str(npy))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (f"wrote {out}: 3 completion(s) of {pictures['dress']} (mask {mask_flag}) as Dress "
+            f"(seed 2), model cvae") in result.stdout
+    assert served["store"].requests == before + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.npy", "done.png"]
+    # What `pipelines.generate --inpaint` gives from the SavedModel.
+    model = pictures["model"]
+    source, mask = images.read_png_28x28(pictures["dress"]), served_app.read_mask(mask_flag)
+    inputs = (np.repeat(source[None], 3, 0), np.repeat(mask[None], 3, 0), [LABEL] * 3,
+              generate.seeds_for(2, 3))
+    completions = served_app.inpaint(model, *inputs)
+    np.testing.assert_array_equal(np.load(npy), completions)
+    tiles = np.concatenate([served_app.shown_masked(source, mask)[None], completions])
+    assert out.read_bytes() == images.png_bytes(images.grid(tiles, 4))
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_denoises_as_the_saved_model_does(served, pictures, tmp_path, transport):
+    out, npy = tmp_path / "clean.png", tmp_path / "clean.npy"
+    result = _client(*_server(served, transport), "--denoise", str(pictures["noisy"]), "--label",
+                     str(LABEL), "--out", str(out), "--npy", str(npy))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out}: {pictures['noisy']} denoised as Dress, model cvae" in result.stdout
+    noisy = images.read_png_28x28(pictures["noisy"])[None]
+    cleaned = served_app.denoise(pictures["model"], noisy, [LABEL])
+    np.testing.assert_array_equal(np.load(npy), cleaned)
+    assert out.read_bytes() == images.png_bytes(images.grid(np.concatenate([noisy, cleaned]), 2))
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_classifies_as_pipelines_classify_prints(served, pictures, tmp_path, transport):
+    paths = [str(pictures["dress"]), str(pictures["noisy"])]
+    before = served["store"].requests
+    result = _client(*_server(served, transport), "--classify", *paths)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert served["store"].requests == before + 1  # both images in one request
+    model = pictures["model"]
+    expected = served_app.classify(model, np.stack([images.read_png_28x28(p) for p in paths]))
+    # The lines `pipelines.classify` prints from the SavedModel, naming the same classes.
+    assert result.stdout.splitlines() == [served_app.describe(path, expected, i,
+                                                              model.class_names)
+                                          for i, path in enumerate(paths)]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--label", "Dress", "--mask", "centre", "--out", "o.png"], "--mask goes with --inpaint"),
+    (["--inpaint", "x.png", "--denoise", "y.png", "--mask", "centre", "--label", "Dress",
+      "--out", "o.png"], "give one of --inpaint, --denoise and --classify"),
+    (["--denoise", "x.png", "--classify", "y.png"],
+     "give one of --inpaint, --denoise and --classify"),
+    (["--inpaint", "x.png", "--label", "Dress", "--out", "o.png"],
+     "--inpaint needs --mask and --label"),
+    (["--inpaint", "x.png", "--mask", "centre", "--out", "o.png"],
+     "--inpaint needs --mask and --label"),
+    (["--inpaint", "x.png", "--mask", "centre", "--label", "Dress", "--npy", "o.npy"],
+     "the following arguments are required: --out"),
+    (["--inpaint", "x.png", "--mask", "centre", "--label", "Dress", "--num", "501", "--out",
+      "o.png"], "--num must be <= 500, got 501"),
+    (["--denoise", "x.png", "--out", "o.png"], "--denoise needs --label"),
+    (["--denoise", "x.png", "--label", "Dress", "--num", "3", "--out", "o.png"],
+     "--denoise cleans one image and draws nothing at random; it takes no --num"),
+    (["--classify", "x.png", "--out", "o.png"],
+     "--classify prints one line per image and writes no file; it takes no --out"),
+    (["--classify", "x.png", "--label", "Dress", "--npy", "o.npy"],
+     "--classify prints one line per image and writes no file; it takes no --label, --npy"),
+    (["--classify", *["x.png"] * 1001], "--classify takes at most 1000 images (one request), "
+                                        "got 1001"),
+], ids=["mask-alone", "two-actions", "denoise-and-classify", "inpaint-no-mask",
+        "inpaint-no-label", "inpaint-no-out", "inpaint-num", "denoise-no-label", "denoise-num",
+        "classify-out", "classify-label", "classify-count"])
+def test_application_usage_errors(tmp_path, args, message):
+    args = [str(tmp_path / a) if a in ("o.png", "o.npy") else a for a in args]
+    result = _client("--url", "http://a:1", *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"client.py: error: {message}" in result.stderr, result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_bad_application_image_fails_before_asking_the_server(served, pictures, tmp_path,
+                                                              transport):
+    if transport == "rest":  # a mask PNG with gray pixels
+        gray = _png(tmp_path / "gray.png", np.full([28, 28, 1], 0.5, np.float32))
+        args = ["--inpaint", str(pictures["dress"]), "--mask", str(gray), "--label", "Dress",
+                "--out", str(tmp_path / "o.png")]
+        message = (f"error: {gray}: a mask PNG must be black (0: missing) and white (255: "
+                   f"known) only; it has gray level(s) 128")
+    else:  # one colour PNG among the images to classify
+        rgb = tmp_path / "rgb.png"
+        rgb.write_bytes(tf.io.encode_png(np.zeros([28, 28, 3], np.uint8)).numpy())
+        args = ["--classify", str(pictures["dress"]), str(rgb)]
+        message = f"error: {rgb}: is a RGB PNG; expected 8-bit grayscale"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    requests = served["store"].requests
+    result = _client(*_server(served, transport), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert served["store"].requests == requests
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 # In-process checks of the stand-ins' protocol and of cvae.client's other signatures.

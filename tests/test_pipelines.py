@@ -1,11 +1,14 @@
 """The training and export command lines end to end, in fresh processes."""
 
 import json
+import shutil
 
 import numpy as np
 import tensorflow as tf
 
 from cvae import figures, generate
+from cvae.applications import corruptions
+from cvae.config import Config
 from conftest import REPO, run_python
 
 SMALL = ["--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
@@ -56,3 +59,40 @@ def test_export_of_a_missing_run(tmp_path):
     assert result.returncode == 2
     assert f"error: {tmp_path / 'nope'}: not a run directory (no config.json)" in result.stderr
     assert list(tmp_path.iterdir()) == []  # no saved_models/ either
+
+
+def test_export_with_sampler_from_keeps_the_images_and_changes_inpaint(trained, tmp_path):
+    """--sampler-from an earlier export: serving_default's images bit-identical to that export's,
+    with its generation settings rather than the run's, and the new in-painting setting."""
+    # A copy of the run (export rewrites its class_grid.png) whose config has since moved on,
+    # as if the earlier export had been given --guidance, --temperature, --sampling-components.
+    run = shutil.copytree(trained["result"].run_dir, tmp_path / "runs" / "small")
+    earlier = Config.from_json((trained["export"] / "assets.extra/config.json").read_text())
+    config = Config.from_json((run / "config.json").read_text())
+    (run / "config.json").write_text(config.replace(
+        guidance=earlier.model.guidance + 1, temperature=earlier.model.temperature / 2,
+        sampling_components=earlier.model.sampling_components // 2).to_json())
+    base = tmp_path / "saved_models" / "cvae"
+    shutil.copytree(trained["export"], base / "1")
+
+    result = run_python("-m", "pipelines.export", "--run", str(run), "--model-dir", str(base),
+                        "--sampler-from", str(base / "1"), "--inpaint-refine-steps", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"exported {base / '2'}" in result.stdout
+    recorded = Config.from_json((base / "2" / "assets.extra/config.json").read_text())
+    assert recorded.model == earlier.model  # guidance, sampling, temperature of version 1
+    assert recorded.applications.inpaint_refine_steps == 5
+    assert earlier.applications.inpaint_refine_steps != 5
+    one, two = (tf.saved_model.load(str(base / v)).signatures for v in ("1", "2"))
+    args = dict(label=tf.constant([0, 3, 5, 9, 9]), seed=tf.constant([1, 2, 7, 7, -123456]))
+    for output in ("images", "z"):
+        np.testing.assert_array_equal(one["serving_default"](**args)[output],
+                                      two["serving_default"](**args)[output])
+    # In-painting takes its new setting: the known pixels kept, the missing ones filled anew.
+    rng = np.random.default_rng(0)
+    images = tf.constant((rng.integers(0, 256, (2, 28, 28, 1)) / 255).astype(np.float32))
+    mask = tf.constant(corruptions.mask("bottom-half", 2))
+    request = dict(images=images, mask=mask, label=tf.constant([3, 7]), seed=tf.constant([1, 2]))
+    filled = [sig["inpaint"](**request)["images"].numpy() for sig in (one, two)]
+    np.testing.assert_array_equal(filled[1] * mask, images * mask)
+    assert np.abs(filled[1] - filled[0]).max() > 1e-3

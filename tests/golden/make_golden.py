@@ -19,7 +19,8 @@ images it returns (rounded to 3 decimals, so still in [0, 1]) with their labels 
 and `reconstruct`, and restyled as a sandal and a coat for `restyle`; the same images with
 their bottom halves missing (seeds 0 and 1) for `inpaint`, and as they are for `denoise` and
 `classify`. Output floats are rounded
-to 6 decimals to keep the files small; the tests compare with a tolerance of 1e-5.
+to 6 decimals to keep the files small; the tests compare with a tolerance of 1e-5 (1e-3 for
+`inpaint`, whose gradient steps on the code can grow another CPU's last-bit differences).
 
 The JSON is built here directly from TF Serving's documented rules, without
 cvae.serving_json, so that the tests compare that module with an independent construction.
@@ -39,6 +40,8 @@ REPO = HERE.parents[1]
 INPUT_DECIMALS = {"images": 3, "z": 4}
 OUTPUT_DECIMALS = 6
 TOLERANCE = 1e-5
+# inpaint's 30 gradient steps on the code can grow another CPU's last-bit differences.
+TOLERANCES = {"inpaint": 1e-3}
 BOTTOM_HALF_MISSING = np.concatenate([np.ones([2, 14, 28, 1], np.float32),
                                       np.zeros([2, 14, 28, 1], np.float32)], axis=1)
 
@@ -111,7 +114,7 @@ def main(argv=None) -> None:
     fingerprint = tf.saved_model.experimental.read_fingerprint(str(model_path)).singleprint()
     manifest = {"model": args.model, "fingerprint": fingerprint,
                 "input_decimals": INPUT_DECIMALS, "output_decimals": OUTPUT_DECIMALS,
-                "tolerance": TOLERANCE, "signatures": sorted(requests)}
+                "tolerance": TOLERANCE, "tolerances": TOLERANCES, "signatures": sorted(requests)}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(requests) * 4} golden files and manifest.json for {args.model}")
 
