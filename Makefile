@@ -22,7 +22,7 @@ setup: $(VENV)/.installed
 data: setup
 	@bash scripts/ensure_data.sh
 
-# The quick recipe (the shipped one in 10 epochs rather than 40); TRAIN_ARGS="--recipe cvae"
+# The quick recipe (the shipped one in 15 epochs rather than 40); TRAIN_ARGS="--recipe cvae"
 # trains the shipped model itself (docs/training.md).
 train: setup data
 	$(PY) -m pipelines.train --recipe quick --name $(NAME) $(TRAIN_ARGS)

@@ -1,7 +1,7 @@
 """Trains the conditional VAE, exports the next SavedModel version, and writes a class grid.
 
     python -m pipelines.train [--epochs 40 --latent-dim 64 ...]   # every config field is a flag
-    python -m pipelines.train --recipe quick                       # `make train`: 10 epochs
+    python -m pipelines.train --recipe quick                       # `make train`: 15 epochs
     python -m pipelines.train --recipe tutorial --name tutorial    # TensorFlow tutorial's recipe
     python -m pipelines.train --name NAME --resume                 # continue runs/NAME
     python -m pipelines.train --strategy mirrored                  # every local GPU
