@@ -10,11 +10,10 @@
 with --no-export. If the run's metrics.json is not of its last checkpoint, the validation and
 test figures are computed again. --sampler-from takes the codes' mixtures of an earlier export
 of the same run, with its generation settings (guidance, sampling, temperature: no flag may
-change them then), instead of
-fitting them again: its generated images stay bit-identical, and the export takes a minute
-rather than several. --check verifies a version as TF Serving would load it, and
-exits with status 2 listing every problem if it fails.) The logic is in `cvae.train.load_run`,
-`cvae.export` and `cvae.check`.
+change them then), instead of fitting them again: its generated images stay bit-identical, and
+the export takes a minute rather than several. --check verifies a version as TF Serving would
+load it, and exits with status 2 listing every problem if it fails.) The logic is in
+`cvae.train.load_run`, `cvae.export` and `cvae.check`.
 """
 
 import sys
@@ -22,6 +21,9 @@ import typing
 
 from cvae import cli, limits
 from cvae.config import Sampling
+
+# The settings that shape generated images, which --sampler-from takes from the earlier export.
+GENERATION_SETTINGS = ("guidance", "sampling", "sampling_components", "temperature")
 
 
 def main(argv=None) -> None:
@@ -71,15 +73,14 @@ def main(argv=None) -> None:
     cli.check_count(parser, "--sampling-components", args.sampling_components,
                     limits.MAX_SAMPLING_COMPONENTS, lowest=None)
     overrides = {name: getattr(args, name)
-                 for name in ("guidance", "sampling", "sampling_components", "temperature",
-                              "classify_samples", "inpaint_iterations", "inpaint_refine_steps")
+                 for name in (*GENERATION_SETTINGS, "classify_samples", "inpaint_iterations",
+                              "inpaint_refine_steps")
                  if getattr(args, name) is not None}
     if args.check and (args.model_dir or overrides or args.sampler_from):
         parser.error("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
                      "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and "
                      "--sampler-from go with --run, not --check")
-    if args.sampler_from and {"guidance", "sampling", "sampling_components",
-                              "temperature"} & set(overrides):
+    if args.sampler_from and set(GENERATION_SETTINGS) & set(overrides):
         parser.error("--sampler-from keeps an export's mixtures and generation settings: it "
                      "takes no --guidance, --sampling, --sampling-components or --temperature")
     if args.check:
@@ -98,9 +99,7 @@ def main(argv=None) -> None:
             raise ValueError(f"--sampler-from {args.sampler_from}: its codes have "
                              f"{earlier.model.latent_dim} dimensions, the run's "
                              f"{result.config.model.latent_dim}")
-        overrides = {name: getattr(earlier.model, name)
-                     for name in ("guidance", "sampling", "sampling_components", "temperature")
-                     } | overrides
+        overrides = {name: getattr(earlier.model, name) for name in GENERATION_SETTINGS} | overrides
     if overrides:
         result.config = result.config.replace(**overrides)  # validated here
         result.model.config = result.config.model
