@@ -9,8 +9,11 @@ draws `--samples-per-class` codes per class and measures what `pipelines.evaluat
 samples, with the same classifier: conditional accuracy, the lowest class, the Fréchet distance
 to the test images and diversity (samples over real). First it prints what the run's
 reconstructions of the test images score (mean squared error, how often the classifier
-recognises them, their Fréchet distance), which no sampling setting changes, and the
-validation and test -ELBO the run recorded. Prints one row per setting; the
+recognises them, the class it recognises least, their Fréchet distance), which no sampling
+setting changes, and the validation and test -ELBO the run recorded; with
+`--reconstruction-guidance 1 1.25 ...` one such line per guidance of the reconstruction's
+decoding (params(z, none) + w (params(z, y) - params(z, none)); `reconstruct` decodes at w 1),
+and `--reconstructions-only` stops there. Prints one row per setting; the
 experiment log (docs/experiments.md) quotes them. A setting is then exported with
 `pipelines.export --run runs/NAME --sampling-components K --temperature T --guidance W`.
 """
@@ -33,11 +36,18 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
     parser.add_argument("--samples-per-class", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconstruction-guidance", type=float, nargs="+", default=[1.0],
+                        help="decode the test images' reconstructions at each of these guidance "
+                             "weights (default: 1, what `reconstruct` does)")
+    parser.add_argument("--reconstructions-only", action="store_true",
+                        help="print the reconstruction lines and stop (no mixtures fitted)")
     args = parser.parse_args(argv)
     if not 2 <= args.samples_per_class <= 10_000:
         parser.error("--samples-per-class must be between 2 and 10000")
     if any(not 1 <= k <= 100 for k in args.components):
         parser.error("--components must be between 1 and 100")
+    if any(not 0 <= w <= 10 for w in args.reconstruction_guidance):
+        parser.error("--reconstruction-guidance must be between 0 and 10")
     cli.quiet_libraries()
 
     import numpy as np
@@ -64,23 +74,33 @@ def main(argv=None) -> None:
     def images(z, y, w):
         one_hot = model.condition(y)
         labelled = model.decoder(z, one_hot)
+        if w == 1:  # a Python number: `reconstruct`'s unguided decoding, exactly
+            return likelihoods.image(labelled, config.model.likelihood, config.model.min_scale)
         free = model.decoder(z, tf.zeros_like(one_hot))
         params = free + w * (labelled - free)
         return likelihoods.image(params, config.model.likelihood, config.model.min_scale)
 
     gray = data.unit_images(splits.test[0])
-    recon = np.concatenate([
-        model.decode(model.encode(gray[s:s + 1000], test_labels[s:s + 1000].astype(np.int32))
-                     ["mean"], test_labels[s:s + 1000].astype(np.int32), guided=False).numpy()
-        for s in range(0, len(gray), 1000)])
-    out = classifier.predict(classify, recon)
     held_out = len(labels)
     print(f"{args.run}: seed {config.train.seed}, {config.train.epochs} epochs; -ELBO "
           f"validation {run.metrics['validation']['neg_elbo']:.2f}, test "
           f"{run.metrics['test']['neg_elbo']:.2f} nats (KL {run.metrics['test']['kl']:.2f})")
-    print(f"reconstructions of the {len(gray)} test images: MSE {((recon - gray) ** 2).mean():.5f}"
-          f", recognised {(out['probabilities'].argmax(1) == test_labels).mean():.4f}, "
-          f"Fréchet {m.frechet_distance(out['features'][:held_out], real):.2f}")
+    test_y = test_labels.astype(np.int32)
+    codes = [model.encode(gray[s:s + 1000], test_y[s:s + 1000])["mean"]
+             for s in range(0, len(gray), 1000)]
+    for w in args.reconstruction_guidance:
+        recon = np.concatenate([images(z, test_y[i * 1000:(i + 1) * 1000], w).numpy()
+                                for i, z in enumerate(codes)])
+        out = classifier.predict(classify, recon)
+        verdict = out["probabilities"].argmax(1)
+        per_class = [(verdict[test_labels == c] == c).mean() for c in range(NUM_CLASSES)]
+        worst = int(np.argmin(per_class))
+        print(f"reconstructions of the {len(gray)} test images, guidance {w:g}: MSE "
+              f"{((recon - gray) ** 2).mean():.5f}, recognised {(verdict == test_labels).mean():.4f}"
+              f" (lowest {CLASS_NAMES[worst]} {per_class[worst]:.3f}), Fréchet "
+              f"{m.frechet_distance(out['features'][:held_out], real):.2f}", flush=True)
+    if args.reconstructions_only:
+        return
     print(f"{'K':>3} {'T':>5} {'w':>5}  accuracy  lowest class        Fréchet  diversity")
     for k in args.components:
         t0 = time.perf_counter()
