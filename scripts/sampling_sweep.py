@@ -13,7 +13,9 @@ recognises them, the class it recognises least, their Fréchet distance), which 
 setting changes, and the validation and test -ELBO the run recorded; with
 `--reconstruction-guidance 1 1.25 ...` one such line per guidance of the reconstruction's
 decoding (params(z, none) + w (params(z, y) - params(z, none)); `reconstruct` decodes at w 1),
-and `--reconstructions-only` stops there. Prints one row per setting; the
+`--reconstruction-refine-steps 0 30` also with the code moved by that many Adam steps (step
+size 0.2, `cvae.applications.inpaint.refine` with every pixel known) up log p(x | z, y) +
+log N(z; 0, I) from the encoder's mean; `--reconstructions-only` stops there. Prints one row per setting; the
 experiment log (docs/experiments.md) quotes them. A setting is then exported with
 `pipelines.export --run runs/NAME --sampling-components K --temperature T --guidance W`.
 """
@@ -39,6 +41,9 @@ def main(argv=None) -> None:
     parser.add_argument("--reconstruction-guidance", type=float, nargs="+", default=[1.0],
                         help="decode the test images' reconstructions at each of these guidance "
                              "weights (default: 1, what `reconstruct` does)")
+    parser.add_argument("--reconstruction-refine-steps", type=int, nargs="+", default=[0],
+                        help="gradient steps on each reconstruction's code before decoding "
+                             "(default: 0, what `reconstruct` does)")
     parser.add_argument("--reconstructions-only", action="store_true",
                         help="print the reconstruction lines and stop (no mixtures fitted)")
     args = parser.parse_args(argv)
@@ -48,6 +53,8 @@ def main(argv=None) -> None:
         parser.error("--components must be between 1 and 100")
     if any(not 0 <= w <= 10 for w in args.reconstruction_guidance):
         parser.error("--reconstruction-guidance must be between 0 and 10")
+    if any(not 0 <= n <= 1000 for n in args.reconstruction_refine_steps):
+        parser.error("--reconstruction-refine-steps must be between 0 and 1000")
     cli.quiet_libraries()
 
     import numpy as np
@@ -55,6 +62,7 @@ def main(argv=None) -> None:
 
     from cvae import classifier, data, likelihoods, sampling
     from cvae import metrics as m
+    from cvae.applications import inpaint
     from cvae.evaluate import real_features
     from cvae.labels import CLASS_NAMES, NUM_CLASSES
     from cvae.train import load_run
@@ -86,19 +94,30 @@ def main(argv=None) -> None:
           f"validation {run.metrics['validation']['neg_elbo']:.2f}, test "
           f"{run.metrics['test']['neg_elbo']:.2f} nats (KL {run.metrics['test']['kl']:.2f})")
     test_y = test_labels.astype(np.int32)
-    codes = [model.encode(gray[s:s + 1000], test_y[s:s + 1000])["mean"]
-             for s in range(0, len(gray), 1000)]
-    for w in args.reconstruction_guidance:
-        recon = np.concatenate([images(z, test_y[i * 1000:(i + 1) * 1000], w).numpy()
-                                for i, z in enumerate(codes)])
-        out = classifier.predict(classify, recon)
-        verdict = out["probabilities"].argmax(1)
-        per_class = [(verdict[test_labels == c] == c).mean() for c in range(NUM_CLASSES)]
-        worst = int(np.argmin(per_class))
-        print(f"reconstructions of the {len(gray)} test images, guidance {w:g}: MSE "
-              f"{((recon - gray) ** 2).mean():.5f}, recognised {(verdict == test_labels).mean():.4f}"
-              f" (lowest {CLASS_NAMES[worst]} {per_class[worst]:.3f}), Fréchet "
-              f"{m.frechet_distance(out['features'][:held_out], real):.2f}", flush=True)
+    batches = [(gray[s:s + 1000], test_y[s:s + 1000]) for s in range(0, len(gray), 1000)]
+    means = [model.encode(x, y)["mean"] for x, y in batches]
+
+    def standard_normal(z, y):
+        return tf.reduce_sum(-0.5 * tf.square(z), -1)
+
+    @tf.function
+    def refined(z, x, y, steps):
+        return inpaint.refine(model, standard_normal, z, x, tf.ones_like(x), y, steps, 0.2)
+
+    for steps in args.reconstruction_refine_steps:
+        codes = means if steps == 0 else [refined(z, x, y, steps)
+                                          for z, (x, y) in zip(means, batches)]
+        for w in args.reconstruction_guidance:
+            recon = np.concatenate([images(z, y, w).numpy() for z, (_, y) in zip(codes, batches)])
+            out = classifier.predict(classify, recon)
+            verdict = out["probabilities"].argmax(1)
+            per_class = [(verdict[test_labels == c] == c).mean() for c in range(NUM_CLASSES)]
+            worst = int(np.argmin(per_class))
+            print(f"reconstructions of the {len(gray)} test images, guidance {w:g}, "
+                  f"{steps} refining steps: MSE {((recon - gray) ** 2).mean():.5f}, recognised "
+                  f"{(verdict == test_labels).mean():.4f} (lowest {CLASS_NAMES[worst]} "
+                  f"{per_class[worst]:.3f}), Fréchet "
+                  f"{m.frechet_distance(out['features'][:held_out], real):.2f}", flush=True)
     if args.reconstructions_only:
         return
     print(f"{'K':>3} {'T':>5} {'w':>5}  accuracy  lowest class        Fréchet  diversity")
