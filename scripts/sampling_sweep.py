@@ -9,7 +9,7 @@ draws `--samples-per-class` codes per class and measures what `pipelines.evaluat
 samples, with the same classifier: conditional accuracy, the lowest class, the Fréchet distance
 to the test images and diversity (samples over real). First it prints what the run's
 reconstructions of the test images score (mean squared error, how often the classifier
-recognises them, the class it recognises least, their Fréchet distance), which no sampling
+recognises them, overall and per class beside the real images, their Fréchet distance), which no sampling
 setting changes, and the validation and test -ELBO the run recorded; with
 `--reconstruction-guidance 1 1.25 ...` one such line per guidance of the reconstruction's
 decoding (params(z, none) + w (params(z, y) - params(z, none)); `reconstruct` decodes at w 1),
@@ -104,6 +104,10 @@ def main(argv=None) -> None:
     def refined(z, x, y, steps):
         return inpaint.refine(model, standard_normal, z, x, tf.ones_like(x), y, steps, 0.2)
 
+    verdict = classifier.predict(classify, gray)["probabilities"].argmax(1)
+    print("recognised per class, real test images: " + ", ".join(
+        f"{CLASS_NAMES[c]} {(verdict[test_labels == c] == c).mean():.3f}"
+        for c in range(NUM_CLASSES)))
     for steps in args.reconstruction_refine_steps:
         codes = means if steps == 0 else [refined(z, x, y, steps)
                                           for z, (x, y) in zip(means, batches)]
@@ -118,6 +122,8 @@ def main(argv=None) -> None:
                   f"{(verdict == test_labels).mean():.4f} (lowest {CLASS_NAMES[worst]} "
                   f"{per_class[worst]:.3f}), Fréchet "
                   f"{m.frechet_distance(out['features'][:held_out], real):.2f}", flush=True)
+            print("    per class: " + ", ".join(f"{CLASS_NAMES[c]} {per_class[c]:.3f}"
+                                             for c in range(NUM_CLASSES)), flush=True)
     if args.reconstructions_only:
         return
     print(f"{'K':>3} {'T':>5} {'w':>5}  accuracy  lowest class        Fréchet  diversity")
