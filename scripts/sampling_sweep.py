@@ -3,20 +3,20 @@
     python scripts/sampling_sweep.py --run runs/NAME --components 8 16 --temperatures 0.6 0.8 \
         --guidance 1 1.5 [--samples-per-class 500]
 
-For every number of mixture components it fits each class's mixture once (as
-`pipelines.export` does, `cvae.sampling.for_model`), then for every temperature and guidance
-draws `--samples-per-class` codes per class and measures what `pipelines.evaluate` measures of
+For every number of mixture components it fits each class's mixture once (as `pipelines.export`
+does, `cvae.sampling.for_model`), then for every temperature and guidance draws
+`--samples-per-class` codes per class and measures what `pipelines.evaluate` measures of
 samples, with the same classifier: conditional accuracy, the lowest class, the Fréchet distance
 to the test images and diversity (samples over real). First it prints what the run's
 reconstructions of the test images score (mean squared error, how often the classifier
-recognises them, overall and per class beside the real images, their Fréchet distance), which no sampling
-setting changes, and the validation and test -ELBO the run recorded; with
+recognises them, overall and per class beside the real images, their Fréchet distance), which no
+sampling setting changes, and the validation and test -ELBO the run recorded; with
 `--reconstruction-guidance 1 1.25 ...` one such line per guidance of the reconstruction's
 decoding (params(z, none) + w (params(z, y) - params(z, none)); `reconstruct` decodes at w 1),
-`--reconstruction-refine-steps 0 30` also with the code moved by that many Adam steps (step
-size 0.2, `cvae.applications.inpaint.refine` with every pixel known) up log p(x | z, y) +
-log N(z; 0, I) from the encoder's mean; `--reconstructions-only` stops there. Prints one row per setting; the
-experiment log (docs/experiments.md) quotes them. A setting is then exported with
+`--reconstruction-refine-steps 0 30` also with the code moved by that many Adam steps (step size
+0.2, `cvae.applications.inpaint.refine` with every pixel known) up log p(x | z, y) +
+log N(z; 0, I) from the encoder's mean; `--reconstructions-only` stops there. Prints one row per setting;
+the experiment log (docs/experiments.md) quotes them. A setting is then exported with
 `pipelines.export --run runs/NAME --sampling-components K --temperature T --guidance W`.
 """
 
