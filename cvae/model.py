@@ -116,11 +116,11 @@ class CVAE(keras.Model):
         return likelihoods.distribution(self.decoder_params(z, labels), self.config.likelihood,
                                         self.config.min_scale)
 
-    def guided_params(self, z, labels, guided=True):
-        """The decoder's parameters with `guidance` w: params(z, none) + w * (params(z, y) -
-        params(z, none)), from one decoder call on [z; z]; w = 1 (or guided=False) is
-        `decoder_params`."""
-        w = self.config.guidance
+    def guided_params(self, z, labels, guided=True, guidance=None):
+        """The decoder's parameters with guidance w (`guidance`, else the config's):
+        params(z, none) + w * (params(z, y) - params(z, none)), from one decoder call on
+        [z; z]; w = 1 (or guided=False) is `decoder_params`."""
+        w = self.config.guidance if guidance is None else guidance
         if w == 1 or not guided:
             return self.decoder_params(z, labels)
         y = self.condition(labels)
@@ -128,12 +128,12 @@ class CVAE(keras.Model):
         labelled, free = tf.split(both, 2, axis=0)
         return free + w * (labelled - free)
 
-    def decode(self, z, labels, guided=True):
+    def decode(self, z, labels, guided=True, guidance=None):
         """The image the decoder shows (`cvae.likelihoods.image`: the median gray level per
-        pixel for the discretised logistic, the mean otherwise), with `guidance` unless
-        guided=False, float32 [B, 28, 28, 1] in [0, 1]."""
-        return likelihoods.image(self.guided_params(z, labels, guided), self.config.likelihood,
-                                 self.config.min_scale)
+        pixel for the discretised logistic, the mean otherwise), with guidance (`guidance`,
+        else the config's) unless guided=False, float32 [B, 28, 28, 1] in [0, 1]."""
+        return likelihoods.image(self.guided_params(z, labels, guided, guidance),
+                                 self.config.likelihood, self.config.min_scale)
 
     def call(self, inputs, training=False):
         """(x, labels[, eps]) -> {"mean", "stddev", "z", "params"} with z reparameterised.

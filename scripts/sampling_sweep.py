@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from cvae import classifier, data, likelihoods, sampling
+    from cvae import classifier, data, sampling
     from cvae import metrics as m
     from cvae.applications import inpaint
     from cvae.evaluate import real_features
@@ -79,14 +79,8 @@ def main(argv=None) -> None:
     u = tf.random.stateless_uniform([len(labels)], [args.seed, 1])
 
     @tf.function
-    def images(z, y, w):
-        one_hot = model.condition(y)
-        labelled = model.decoder(z, one_hot)
-        if w == 1:  # a Python number: `reconstruct`'s unguided decoding, exactly
-            return likelihoods.image(labelled, config.model.likelihood, config.model.min_scale)
-        free = model.decoder(z, tf.zeros_like(one_hot))
-        params = free + w * (labelled - free)
-        return likelihoods.image(params, config.model.likelihood, config.model.min_scale)
+    def images(z, y, w):  # w a Python number: one trace per guidance
+        return model.decode(z, y, guidance=w)
 
     gray = data.unit_images(splits.test[0])
     held_out = len(labels)
