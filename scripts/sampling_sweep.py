@@ -91,12 +91,10 @@ def main(argv=None) -> None:
     batches = [(gray[s:s + 1000], test_y[s:s + 1000]) for s in range(0, len(gray), 1000)]
     means = [model.encode(x, y)["mean"] for x, y in batches]
 
-    def standard_normal(z, y):
-        return tf.reduce_sum(-0.5 * tf.square(z), -1)
-
     @tf.function
     def refined(z, x, y, steps):
-        return inpaint.refine(model, standard_normal, z, x, tf.ones_like(x), y, steps, 0.2)
+        return inpaint.refine(model, lambda z, y: model.prior().log_prob(z), z, x,
+                              tf.ones_like(x), y, steps, 0.2)
 
     verdict = classifier.predict(classify, gray)["probabilities"].argmax(1)
     print("recognised per class, real test images: " + ", ".join(
