@@ -79,6 +79,10 @@ ALLOWED_OPS = frozenset({
     "AddN", "BiasAddGrad", "BroadcastGradientArgs", "ConcatOffset", "Conv2DBackpropFilter",
     "DynamicStitch", "FloorMod", "Prod", "ReluGrad", "ShapeN", "Size", "SpaceToDepth",
     "StridedSliceGrad", "UnsortedSegmentSum",
+    # denoise's refinement: the same through the noise model (the gradients of its transposes,
+    # square roots and the stacked log-sum-exp of the outlier mixture); reconstruct's is
+    # in-painting's with every pixel known
+    "InvertPermutation", "SqrtGrad", "Unpack",
 })
 # The saver's own ops: allowed only in the functions that saver_def names (checkpoint save and
 # restore, which the loader runs to restore the variables), never in a served function.

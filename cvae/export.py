@@ -261,9 +261,20 @@ class ServingModule(tf.Module):
 
     def _reconstruct(self, images, label):
         _same_batch(images=images, label=label)
-        mean = self.model.encode(_checked_images(images), label)["mean"]
+        images = _checked_images(images)
+        z = self.model.encode(images, label)["mean"]
+        settings = self.applications
+        if settings.reconstruct_refine_steps:
+            # The code that best explains the image: the encoder's mean moved up
+            # log p(x | z, y) + log N(z; 0, I), every pixel known, each pixel's likelihood
+            # robust to what the model cannot explain.
+            z = inpaint_app.refine(self.model, lambda z, y: self.model.prior().log_prob(z), z,
+                                   images, tf.ones_like(images), label,
+                                   settings.reconstruct_refine_steps,
+                                   settings.reconstruct_refine_rate,
+                                   settings.reconstruct_pixel_outlier)
         # Without guidance: it would move a reconstruction away from the image it reconstructs.
-        return {"images": self._decode_mean(mean, label, guided=False)}
+        return {"images": self._decode_mean(z, label, guided=False)}
 
     def _restyle(self, images, label, target_label):
         _same_batch(images=images, label=label, target_label=target_label)
@@ -307,29 +318,42 @@ class ServingModule(tf.Module):
         (`cvae.applications.denoise`)."""
         _same_batch(images=images, label=label)
         images, label = _checked_images(images), checked_labels(label)
-        return {"images": denoise_app.denoise(self.model, images, label,
-                                              self.denoise_eps)["images"]}
+        settings = self.applications
+        return {"images": denoise_app.denoise(
+            self.model, images, label, self.denoise_eps,
+            refine_steps=settings.denoise_refine_steps,
+            refine_rate=settings.denoise_refine_rate)["images"]}
 
     def _classify(self, images):
         """p(y|x) by Bayes' rule from the per-class bounds on log p(x|y) and the training
         classes' frequencies (calibrated by classify_temperature), its argmax, log p(x) in
         nats, and the typicality score (log p(x) corrected by the image's complexity)."""
         images = _checked_images(images)
-        log_px_y = self.class_log_likelihoods(images)
-        probabilities = classify_app.bayes_posterior(log_px_y, self.class_log_prior,
+        # Bayes' rule on the robust observation model's bounds; log p(x) and typicality on
+        # the generative model's own (the same codes and decoder passes).
+        own, robust = tf.unstack(self._class_bounds(images))
+        probabilities = classify_app.bayes_posterior(robust, self.class_log_prior,
                                                      self.classify_temperature)
-        log_px = classify_app.log_evidence(log_px_y, self.class_log_prior)
+        log_px = classify_app.log_evidence(own, self.class_log_prior)
         return {"probabilities": probabilities,
                 "label": tf.argmax(probabilities, -1, output_type=tf.int32),
                 "log_likelihood": log_px,
                 "typicality": classify_app.typicality(log_px, images)}
 
-    def _class_log_likelihoods(self, images):
-        """The K-sample bound on log p(x|y) for every class, float32 [N, 10] in nats
-        (`cvae.applications.classify.class_log_likelihoods`, with classify's draws)."""
+    def _class_bounds(self, images):
+        """[2, N, 10] in nats: the K-sample bound on log p(x|y) for every class, with the
+        decoder's own pixel likelihood and with it mixed with a uniform one in the share
+        `classify_pixel_outlier` (`cvae.applications.classify.class_log_likelihoods`, with
+        classify's draws)."""
         return classify_app.class_log_likelihoods(
             self.model, _checked_images(images), self.classify_eps,
-            lambda z, y: self._class_prior_log_prob(z, y, 1.0))
+            lambda z, y: self._class_prior_log_prob(z, y, 1.0),
+            (0.0, self.applications.classify_pixel_outlier))
+
+    def _class_log_likelihoods(self, images):
+        """The bounds classify's Bayes' rule starts from, float32 [N, 10] in nats (the robust
+        ones of `_class_bounds`)."""
+        return self._class_bounds(images)[1]
 
     def _log_likelihood(self, images, label, z):
         """log p(x | z, y) in nats, float32 [N], on the model's own data representation: the

@@ -35,7 +35,8 @@ MAX_LATENT_DIM = 512  # the sampler holds 10 classes x K components x a d x d Ch
 MAX_LAYER_WIDTH = 4_096  # units of a dense layer, filters of a convolution
 MAX_LAYERS = 16  # dense layers of the decoder (decoder_hidden); residual blocks a resolution
 MAX_SAMPLING_COMPONENTS = 100  # Gaussians per class; a class has about 5,500 training images
-MAX_REFINE_STEPS = 1_000  # in-painting's gradient steps on the code (inpaint_refine_steps)
+# Gradient steps on a code: inpaint_refine_steps, denoise_refine_steps, reconstruct_refine_steps.
+MAX_REFINE_STEPS = 1_000
 
 # Evaluation (`pipelines.evaluate`).
 MAX_IWAE_K = 10_000  # importance samples per test image (--iwae-k, --compare-k)

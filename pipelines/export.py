@@ -2,8 +2,9 @@
 
     python -m pipelines.export --run runs/NAME [--model-dir saved_models/cvae] [--guidance W]
         [--sampling class_posterior|prior] [--sampling-components K] [--temperature T]
-        [--classify-samples K] [--inpaint-iterations R] [--inpaint-refine-steps S]
-        [--sampler-from saved_models/cvae/N]
+        [--classify-samples K] [--classify-pixel-outlier P] [--inpaint-iterations R]
+        [--inpaint-refine-steps S] [--denoise-refine-steps S] [--reconstruct-refine-steps S]
+        [--reconstruct-pixel-outlier P] [--sampler-from saved_models/cvae/N]
     python -m pipelines.export --check saved_models/cvae/N
 
 (`python -m pipelines.train` exports by itself; --run is for a run that was stopped or trained
@@ -24,6 +25,10 @@ from cvae.config import Sampling
 
 # The settings that shape generated images, which --sampler-from takes from the earlier export.
 GENERATION_SETTINGS = ("guidance", "sampling", "sampling_components", "temperature")
+# The applications' settings a flag can change (cvae.config.ApplicationsConfig).
+APPLICATION_SETTINGS = ("classify_samples", "classify_pixel_outlier", "inpaint_iterations",
+                        "inpaint_refine_steps", "denoise_refine_steps", "reconstruct_refine_steps",
+                        "reconstruct_pixel_outlier")
 
 
 def main(argv=None) -> None:
@@ -58,6 +63,18 @@ def main(argv=None) -> None:
     parser.add_argument("--inpaint-refine-steps", type=int, metavar="S",
                         help=f"gradient steps on the code after inpaint's resampling (at most "
                              f"{limits.MAX_REFINE_STEPS}), instead of the run's")
+    parser.add_argument("--denoise-refine-steps", type=int, metavar="S",
+                        help=f"gradient steps on denoise's best code (at most "
+                             f"{limits.MAX_REFINE_STEPS}), instead of the run's")
+    parser.add_argument("--reconstruct-refine-steps", type=int, metavar="S",
+                        help=f"gradient steps on reconstruct's code (at most "
+                             f"{limits.MAX_REFINE_STEPS}), instead of the run's")
+    parser.add_argument("--classify-pixel-outlier", type=float, metavar="P",
+                        help="share of a uniform pixel likelihood in classify's bounds, in "
+                             "[0, 1), instead of the run's")
+    parser.add_argument("--reconstruct-pixel-outlier", type=float, metavar="P",
+                        help="share of a uniform pixel likelihood in reconstruct's "
+                             "refinement, in [0, 1), instead of the run's")
     parser.add_argument("--sampler-from", metavar="PATH",
                         help="an earlier export of this run, saved_models/<name>/<N>: keep its "
                              "codes' mixtures (and so its generated images) rather than fit "
@@ -68,18 +85,22 @@ def main(argv=None) -> None:
                     lowest=None)
     cli.check_count(parser, "--inpaint-refine-steps", args.inpaint_refine_steps,
                     limits.MAX_REFINE_STEPS, lowest=None)
+    for flag in ("--denoise-refine-steps", "--reconstruct-refine-steps"):
+        cli.check_count(parser, flag, getattr(args, flag[2:].replace("-", "_")),
+                        limits.MAX_REFINE_STEPS, lowest=None)
     cli.check_count(parser, "--classify-samples", args.classify_samples, limits.MAX_IWAE_K,
                     lowest=None)
     cli.check_count(parser, "--sampling-components", args.sampling_components,
                     limits.MAX_SAMPLING_COMPONENTS, lowest=None)
     overrides = {name: getattr(args, name)
-                 for name in (*GENERATION_SETTINGS, "classify_samples", "inpaint_iterations",
-                              "inpaint_refine_steps")
+                 for name in (*GENERATION_SETTINGS, *APPLICATION_SETTINGS)
                  if getattr(args, name) is not None}
     if args.check and (args.model_dir or overrides or args.sampler_from):
-        parser.error("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
-                     "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and "
-                     "--sampler-from go with --run, not --check")
+        parser.error("--model-dir, --sampler-from and the settings (--guidance, --sampling, "
+                     "--sampling-components, --temperature, --classify-samples, "
+                     "--classify-pixel-outlier, --inpaint-iterations, --inpaint-refine-steps, "
+                     "--denoise-refine-steps, --reconstruct-refine-steps, "
+                     "--reconstruct-pixel-outlier) go with --run, not --check")
     if args.sampler_from and set(GENERATION_SETTINGS) & set(overrides):
         parser.error("--sampler-from keeps an export's mixtures and generation settings: it "
                      "takes no --guidance, --sampling, --sampling-components or --temperature")

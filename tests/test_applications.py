@@ -208,34 +208,50 @@ def _mixture_log_density(z, loaded, c):
     return top + np.log(np.exp(parts - top[:, None]).sum(1))
 
 
-def test_classify_is_bayes_rule_on_bounds_from_the_exported_likelihood(exported):
-    """The per-class bounds recomputed from the export's own `encode` signature and
-    `log_likelihood` function with the same draws, and the prior generation draws from (each
-    class's fitted mixture at temperature 1), give `classify`'s outputs."""
+def test_classify_is_bayes_rule_on_robust_bounds(trained, exported):
+    """The per-class bounds recomputed with the same draws from the export's own `encode`
+    signature and the prior generation draws from (each class's fitted mixture at temperature
+    1) give `classify`'s outputs: its probabilities are Bayes' rule on bounds whose pixel
+    likelihoods are the model's mixed with a uniform one in the config's share
+    (`classify_pixel_outlier`), its log p(x) is on the bounds of the model's own likelihood
+    (the export's `log_likelihood` function)."""
+    from cvae.applications import importance
+
+    model = trained["result"].model
     assert exported["config"].model.sampling == "class_posterior"
+    assert 0 < exported["config"].applications.classify_pixel_outlier < 1
     x = exported["x"][:8]
     loaded, config = exported["loaded"], exported["config"]
     settings = config.applications
     d = config.model.latent_dim
     eps = tf.random.stateless_normal([settings.classify_samples, d], classify_app.SEED).numpy()
-    bounds = np.zeros([len(x), 10])
+    own, robust = np.zeros([len(x), 10]), np.zeros([len(x), 10])
     for c in range(10):
         label = np.full(len(x), c, np.int32)
         post = _call(exported["sig"]["encode"], images=x, label=label)
         z = post["mean"][:, None] + post["stddev"][:, None] * eps  # [n, K, d]
         k = len(eps)
-        log_px = loaded.log_likelihood(images=tf.constant(np.repeat(x, k, 0)),
-                                       label=tf.constant(np.repeat(label, k)),
-                                       z=tf.constant(z.reshape(-1, d))).numpy().reshape(-1, k)
         log_pz = _mixture_log_density(z.reshape(-1, d), loaded, c).reshape(-1, k)
         log_q = (-0.5 * eps ** 2 - 0.5 * math.log(2 * math.pi)
                  - np.log(post["stddev"])[:, None]).sum(-1)
-        bounds[:, c] = metrics.log_mean_exp(log_px + log_pz - log_q, axis=1)
+        log_px = loaded.log_likelihood(images=tf.constant(np.repeat(x, k, 0)),
+                                       label=tf.constant(np.repeat(label, k)),
+                                       z=tf.constant(z.reshape(-1, d))).numpy().reshape(-1, k)
+        own[:, c] = metrics.log_mean_exp(log_px + log_pz - log_q, axis=1)
+        # Each pixel's likelihood, the decoder's mixed with a uniform one over the 256 gray
+        # levels in the config's share: log((1 - p) p(x_ij | z, y) + p / 256).
+        log_pixel = importance.params_log_prob(
+            model, model.decoder_params(tf.constant(z.reshape(-1, d)), np.repeat(label, k)),
+            tf.constant(np.repeat(x, k, 0))).numpy()
+        share = settings.classify_pixel_outlier
+        log_px = np.log((1 - share) * np.exp(log_pixel.astype(np.float64)) + share / 256)
+        log_px = log_px.sum((1, 2, 3)).reshape(-1, k)
+        robust[:, c] = metrics.log_mean_exp(log_px + log_pz - log_q, axis=1)
     log_prior = loaded.class_log_prior.numpy()
     train_labels = exported["splits"].train[1]
     np.testing.assert_allclose(log_prior, np.log(np.bincount(train_labels, minlength=10)
                                                  / len(train_labels)), rtol=1e-5)
-    joint = bounds + log_prior
+    joint = robust + log_prior
     t = settings.classify_temperature
     expected = np.exp(joint / t - (joint / t).max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
@@ -243,6 +259,7 @@ def test_classify_is_bayes_rule_on_bounds_from_the_exported_likelihood(exported)
     np.testing.assert_allclose(out["probabilities"], expected, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(out["probabilities"].sum(1), 1, rtol=1e-5)
     np.testing.assert_array_equal(out["label"], out["probabilities"].argmax(1))
+    joint = own + log_prior
     top = joint.max(1)
     np.testing.assert_allclose(out["log_likelihood"],
                                top + np.log(np.exp(joint - top[:, None]).sum(1)), rtol=1e-5)
@@ -315,6 +332,34 @@ def test_denoise_is_deterministic_and_in_range(exported):
     np.testing.assert_allclose(alone[0], out[2], atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="label out of range"):
         _call(exported["sig"]["denoise"], images=noisy[:1], label=np.array([10], np.int32))
+
+
+def test_denoise_refinement_climbs_the_noise_models_likelihood(trained, exported):
+    """The steps after weighting raise each image's log p(noisy | z, y) + log N(z; 0, I) at the
+    noise level chosen, from the best-weighted code; 0 steps leave that code as it was."""
+    from cvae.applications import denoise
+
+    model = trained["result"].model
+    x, y = exported["x"][:6], tf.constant(exported["y"][:6])
+    noisy = tf.constant(corruptions.gaussian_noise(x, 0.2, seed=4))
+    eps = tf.random.stateless_normal([16, model.config.latent_dim], denoise.SEED)
+    plain = denoise.denoise(model, noisy, y, eps)
+    refined = denoise.denoise(model, noisy, y, eps, refine_steps=20, refine_rate=0.2)
+    np.testing.assert_array_equal(plain["sigma"], refined["sigma"])
+    assert not np.allclose(plain["z"], refined["z"])
+
+    def objective(z):
+        return (denoise.log_noisy_image(model, noisy, model.decoder_params(z, y),
+                                        plain["sigma"]) + model.prior().log_prob(z)).numpy()
+
+    before, after = objective(plain["z"]), objective(refined["z"])
+    assert (after > before).all(), (before, after)
+    # The export's denoise is this function with the config's steps.
+    steps = exported["config"].applications.denoise_refine_steps
+    assert steps > 0
+    served = _call(exported["sig"]["denoise"], images=noisy.numpy(), label=y.numpy())["images"]
+    np.testing.assert_allclose(served, denoise.denoise(model, noisy, y, eps, refine_steps=steps)
+                               ["images"], atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- serving
@@ -548,6 +593,18 @@ def test_applications_config_is_checked():
         ApplicationsConfig(inpaint_refine_steps=1001)
     with pytest.raises(ValueError, match="inpaint_refine_rate=0 must be > 0"):
         ApplicationsConfig(inpaint_refine_rate=0)
+    for name in ("denoise_refine_steps", "reconstruct_refine_steps"):
+        with pytest.raises(ValueError, match=f"{name}=-1 must be >= 0"):
+            ApplicationsConfig(**{name: -1})
+        with pytest.raises(ValueError, match=f"{name}=1001 must be <= 1000"):
+            ApplicationsConfig(**{name: 1001})
+    for name in ("denoise_refine_rate", "reconstruct_refine_rate"):
+        with pytest.raises(ValueError, match=f"{name}=0 must be > 0"):
+            ApplicationsConfig(**{name: 0})
+    for name in ("classify_pixel_outlier", "reconstruct_pixel_outlier"):
+        for share in (-0.1, 1.0):
+            with pytest.raises(ValueError, match=rf"{name}={share} must be in \[0, 1\)"):
+                ApplicationsConfig(**{name: share})
     assert ApplicationsConfig(inpaint_refine_steps=0).inpaint_refine_steps == 0  # resampling only
     config = Config().replace(classify_samples=4, inpaint_iterations=2, inpaint_refine_steps=7,
                               inpaint_refine_rate=0.05)
@@ -563,3 +620,14 @@ def test_applications_config_is_checked():
     applications = Config.from_dict(before_refine).applications
     assert applications.inpaint_refine_steps == 0 and applications.inpaint_iterations == 6
     assert applications.inpaint_refine_rate == ApplicationsConfig().inpaint_refine_rate
+    # One written before denoise and reconstruct refined their codes and classify's pixels
+    # were robust reads as what its export did: none of the three.
+    before = json.loads(Config().to_json())
+    for name in ("denoise_refine_steps", "denoise_refine_rate", "reconstruct_refine_steps",
+                 "reconstruct_refine_rate", "reconstruct_pixel_outlier",
+                 "classify_pixel_outlier"):
+        del before["applications"][name]
+    applications = Config.from_dict(before).applications
+    assert (applications.denoise_refine_steps, applications.reconstruct_refine_steps,
+            applications.reconstruct_pixel_outlier,
+            applications.classify_pixel_outlier) == (0, 0, 0.0, 0.0)

@@ -865,6 +865,12 @@ def test_a_huge_count_is_refused_before_tensorflow_loads(tmp_path):
     pytest.param(pipelines.export, ["--run", "RUN", "--inpaint-refine-steps", "1001"],
                  "--inpaint-refine-steps must be <= 1000, got 1001",
                  id="export-inpaint-refine-steps"),
+    pytest.param(pipelines.export, ["--run", "RUN", "--denoise-refine-steps", "1001"],
+                 "--denoise-refine-steps must be <= 1000, got 1001",
+                 id="export-denoise-refine-steps"),
+    pytest.param(pipelines.export, ["--run", "RUN", "--reconstruct-refine-steps", "1001"],
+                 "--reconstruct-refine-steps must be <= 1000, got 1001",
+                 id="export-reconstruct-refine-steps"),
     pytest.param(pipelines.benchmark, ["--train-images", "60001"],
                  "--train-images must be <= 60000", id="benchmark-train-images"),
     pytest.param(pipelines.benchmark, ["--max-epochs", "10001"],
@@ -892,9 +898,11 @@ def test_count_above_its_bound(tmp_path, module, args, message):
     assert _listing(tmp_path) == before
 
 
-EXPORT_RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
-                   "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and "
-                   "--sampler-from go with --run, not --check")
+EXPORT_RUN_ONLY = ("--model-dir, --sampler-from and the settings (--guidance, --sampling, "
+                   "--sampling-components, --temperature, --classify-samples, "
+                   "--classify-pixel-outlier, --inpaint-iterations, --inpaint-refine-steps, "
+                   "--denoise-refine-steps, --reconstruct-refine-steps, "
+                   "--reconstruct-pixel-outlier) go with --run, not --check")
 SAMPLER_FROM_ALONE = ("--sampler-from keeps an export's mixtures and generation settings: it "
                       "takes no --guidance, --sampling, --sampling-components or --temperature")
 

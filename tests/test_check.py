@@ -212,9 +212,11 @@ def test_the_command_line_check(trained, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-RUN_ONLY = ("--model-dir, --guidance, --sampling, --sampling-components, --temperature, "
-            "--classify-samples, --inpaint-iterations, --inpaint-refine-steps and --sampler-from "
-            "go with --run, not --check")
+RUN_ONLY = ("--model-dir, --sampler-from and the settings (--guidance, --sampling, "
+            "--sampling-components, --temperature, --classify-samples, "
+            "--classify-pixel-outlier, --inpaint-iterations, --inpaint-refine-steps, "
+            "--denoise-refine-steps, --reconstruct-refine-steps, "
+            "--reconstruct-pixel-outlier) go with --run, not --check")
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -16,12 +16,16 @@ from cvae.labels import NUM_CLASSES
 SEED = (14, 0)
 
 
-def class_log_likelihoods(model, images: tf.Tensor, eps: tf.Tensor, log_prior_z) -> tf.Tensor:
+def class_log_likelihoods(model, images: tf.Tensor, eps: tf.Tensor, log_prior_z,
+                          outliers=(0.0,)) -> tf.Tensor:
     """The K-sample importance-weighted bound on log p(x|y) for every class y, float32
-    [N, 10] in nats: K = len(eps) codes from q(z|x,y), weighted by p(x|z,y) p(z|y) / q(z|x,y).
-    `eps` float32 [K, d] are the standard normal draws behind the codes; `log_prior_z(z,
-    labels)` is log p(z|y) [B] (the export passes the prior generation draws from at
-    temperature 1: the class's fitted mixture, or N(0, I))."""
+    [len(outliers), N, 10] in nats: K = len(eps) codes from q(z|x,y), weighted by
+    p(x|z,y) p(z|y) / q(z|x,y). `eps` float32 [K, d] are the standard normal draws behind the
+    codes; `log_prior_z(z, labels)` is log p(z|y) [B] (the export passes the prior generation
+    draws from at temperature 1: the class's fitted mixture, or N(0, I)). One bound for each
+    share in `outliers`: each pixel's likelihood is the decoder's mixed with a uniform one in
+    that share (`importance.robust_log_prob`; 0 is the model's own), from the same codes and
+    decoder passes."""
     k = tf.shape(eps)[0]
 
     def one_class(c):
@@ -29,15 +33,21 @@ def class_log_likelihoods(model, images: tf.Tensor, eps: tf.Tensor, log_prior_z)
         drawn = importance.proposals(model, images, labels, eps)
         z = importance.flat(drawn["z"])
         rep = importance.repeat(labels, k)
-        log_px = tf.reduce_sum(importance.params_log_prob(
-            model, model.decoder_params(z, rep), importance.repeat(images, k)), [1, 2, 3])
-        log_w = tf.reshape(log_px + log_prior_z(z, rep), [-1, k]) - drawn["log_q"]
-        return importance.log_mean_exp(log_w)
+        log_pixel = importance.params_log_prob(model, model.decoder_params(z, rep),
+                                               importance.repeat(images, k))
+        log_p = log_prior_z(z, rep)
+        bounds = []
+        for share in outliers:
+            log_px = tf.reduce_sum(importance.robust_log_prob(model, log_pixel, share),
+                                   [1, 2, 3])
+            bounds.append(importance.log_mean_exp(tf.reshape(log_px + log_p, [-1, k])
+                                                  - drawn["log_q"]))
+        return tf.stack(bounds)  # [S, N]
 
     # One class at a time (a loop in the graph): N * K decoder passes in memory, not 10 times
     # as many.
     per_class = tf.map_fn(one_class, tf.range(NUM_CLASSES), fn_output_signature=tf.float32)
-    return tf.transpose(per_class)
+    return tf.transpose(per_class, [1, 2, 0])
 
 
 def bayes_posterior(log_px_given_y: tf.Tensor, log_prior: tf.Tensor,

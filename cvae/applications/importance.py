@@ -20,6 +20,22 @@ def params_log_prob(model, params: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
     return pixel.log_prob(likelihoods.target(images, config.likelihood))
 
 
+# The mass (log) a uniform distribution gives one value of a pixel: 1/256 of a gray level, 1/2
+# of a binary pixel, density 1 on [0, 1] for the continuous likelihoods.
+_UNIFORM_LOG_MASS = {"discretized_logistic": -math.log(256.0), "bernoulli": -math.log(2.0)}
+
+
+def robust_log_prob(model, log_pixel: tf.Tensor, outlier: float) -> tf.Tensor:
+    """Each pixel's log-likelihood [B, 28, 28, 1] from `params_log_prob` mixed with a uniform
+    one: log((1 - outlier) p(x_ij | z, y) + outlier u), u the uniform's mass of a value
+    (`_UNIFORM_LOG_MASS`); outlier 0 returns `log_pixel`."""
+    if outlier == 0:
+        return log_pixel
+    uniform = math.log(outlier) + _UNIFORM_LOG_MASS.get(model.config.likelihood, 0.0)
+    return tf.reduce_logsumexp(tf.stack([log_pixel + math.log(1.0 - outlier),
+                                         tf.fill(tf.shape(log_pixel), uniform)]), 0)
+
+
 def params_image(model, params: tf.Tensor) -> tf.Tensor:
     """The image the model shows for the decoder's parameters (`cvae.likelihoods.image`)."""
     return likelihoods.image(params, model.config.likelihood, model.config.min_scale)
@@ -76,3 +92,28 @@ def mixture_log_prob(loc: tf.Tensor, scale_tril: tf.Tensor, weights: tf.Tensor,
     z [B, d]."""
     every_class = sampling.class_log_densities(z, loc, scale_tril * temperature, weights)
     return tf.gather(every_class, labels, batch_dims=1)
+
+
+ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8
+
+
+def ascend(objective, z: tf.Tensor, steps: int, rate: float) -> tf.Tensor:
+    """`z` [N, d] after `steps` of Adam (step size `rate`) ascending `objective(z)` [N], as
+    one loop in the graph. Each row is its own objective and Adam's moments are per
+    coordinate, so a row's result does not depend on its batch."""
+    b1, b2 = ADAM_BETAS
+
+    def step(t, z, m, v):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:  # z's gradient alone
+            tape.watch(z)
+            total = tf.reduce_sum(objective(z))  # rows are independent: the sum's gradient
+        g = -tape.gradient(total, z)            # row by row is each row's own
+        m, v = b1 * m + (1.0 - b1) * g, b2 * v + (1.0 - b2) * tf.square(g)
+        n = tf.cast(t + 1, tf.float32)
+        step_size = rate * tf.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
+        return t + 1, z - step_size * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
+
+    zeros = tf.zeros_like(z)
+    _, z, _, _ = tf.while_loop(lambda t, z, m, v: t < steps, step,
+                               (tf.constant(0), z, zeros, zeros))
+    return z

@@ -93,32 +93,17 @@ def inpaint(model, log_prior_z, draw_prior_z, start_z, images: tf.Tensor, mask: 
     return {"images": filled, "z": z}
 
 
-ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8
-
-
 def refine(model, log_prior_z, z: tf.Tensor, known: tf.Tensor, mask: tf.Tensor,
-           labels: tf.Tensor, steps: int, rate: float) -> tf.Tensor:
+           labels: tf.Tensor, steps: int, rate: float, outlier: float = 0.0) -> tf.Tensor:
     """`z` [N, d] after `steps` of Adam (step size `rate`) ascending
-    log p(known pixels | z, y) + log_prior_z(z, y), as one loop in the graph."""
-    b1, b2 = ADAM_BETAS
+    log p(known pixels | z, y) + log_prior_z(z, y), as one loop in the graph; `outlier` > 0
+    mixes each pixel's likelihood with a uniform one in that share
+    (`importance.robust_log_prob`)."""
 
     def objective(z):
         params = model.decoder_params(z, labels)
-        log_known = tf.reduce_sum(mask * importance.params_log_prob(model, params, known),
-                                  [1, 2, 3])
-        return log_known + log_prior_z(z, labels)
+        log_pixel = importance.robust_log_prob(
+            model, importance.params_log_prob(model, params, known), outlier)
+        return tf.reduce_sum(mask * log_pixel, [1, 2, 3]) + log_prior_z(z, labels)
 
-    def step(t, z, m, v):
-        with tf.GradientTape(watch_accessed_variables=False) as tape:  # z's gradient alone
-            tape.watch(z)
-            total = tf.reduce_sum(objective(z))  # rows are independent: the sum's gradient
-        g = -tape.gradient(total, z)            # row by row is each row's own
-        m, v = b1 * m + (1.0 - b1) * g, b2 * v + (1.0 - b2) * tf.square(g)
-        n = tf.cast(t + 1, tf.float32)
-        step_size = rate * tf.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
-        return t + 1, z - step_size * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
-
-    zeros = tf.zeros_like(z)
-    _, z, _, _ = tf.while_loop(lambda t, z, m, v: t < steps, step,
-                               (tf.constant(0), z, zeros, zeros))
-    return z
+    return importance.ascend(objective, z, steps, rate)
