@@ -256,9 +256,10 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ApplicationsConfig:
-    """The exported applications (`cvae.applications`: classify, inpaint, denoise): inference
-    settings like guidance, read at export; the trained weights are the same whatever they are.
-    Their costs and the measurements that chose them: docs/applications.md."""
+    """The exported applications (`cvae.applications`: classify, inpaint, denoise) and
+    `reconstruct`'s refinement: inference settings like guidance, read at export; the trained
+    weights are the same whatever they are. Their costs and the measurements that chose them:
+    docs/applications.md."""
 
     # Importance samples per class in `classify`'s bounds on log p(x|y): 10 * K decoder passes
     # an image. On version 7 (1,000 test images) K 1, 4, 10, 32 gave accuracy 0.831, 0.840,

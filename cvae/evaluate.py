@@ -11,7 +11,8 @@ Metrics (all on the 10,000 official test images unless said otherwise):
 - a Fréchet distance between the classifier's penultimate features of samples and of test
   images, beside the same distance for held-out real images (the validation split), its floor;
 - diversity: the mean pairwise feature distance within each class, samples over real images;
-- reconstruction error of the posterior mean, in pixels in [0, 1].
+- reconstruction error of the `reconstruct` signature's images (the refined code decoded, or
+  the posterior mean), in pixels in [0, 1].
 `compare` evaluates other models (`--compare`) on one footing: the same samples, the same IWAE
 k, and the log-likelihood of the same binarised test images.
 """
@@ -213,7 +214,8 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         f" KL {results['test']['kl']:.2f}); -IWAE(k={settings.iwae_k}) {iwae:.2f} ± {iwae_se:.2f}"
         f" nats/image over {n} images in {results['test']['seconds']:.0f} s")
 
-    # Every test image, whatever the IWAE's share: reconstructions are one encode and decode.
+    # Every test image, whatever the IWAE's share (reconstructions cost one encoder pass and
+    # `reconstruct_refine_steps` decoder passes forward and back an image).
     reconstructed = batched(model.signatures["reconstruct"],
                             {"images": model_images(model, gray_test, settings.seed),
                              "label": test_labels})["images"]

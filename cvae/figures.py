@@ -76,8 +76,8 @@ def most_detailed_per_class(images: np.ndarray, labels: np.ndarray, among: int =
 
 def reconstructions(model: ServedModel, images: np.ndarray, labels: np.ndarray) -> bytes:
     """For each class its first test image and its most detailed one (print, texture, straps:
-    `most_detailed_per_class`), each above its reconstruction (the posterior mean,
-    decoded)."""
+    `most_detailed_per_class`), each above its reconstruction (the `reconstruct` signature's:
+    the refined code, or the posterior mean, decoded)."""
     rows = []
     for pick in (one_per_class(labels, 0), most_detailed_per_class(images, labels)):
         out = model.signatures["reconstruct"](images=tf.constant(images[pick]),

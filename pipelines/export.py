@@ -88,6 +88,10 @@ def main(argv=None) -> None:
     for flag in ("--denoise-refine-steps", "--reconstruct-refine-steps"):
         cli.check_count(parser, flag, getattr(args, flag[2:].replace("-", "_")),
                         limits.MAX_REFINE_STEPS, lowest=None)
+    for flag in ("--classify-pixel-outlier", "--reconstruct-pixel-outlier"):
+        share = getattr(args, flag[2:].replace("-", "_"))
+        if share is not None and not 0 <= share < 1:
+            parser.error(f"{flag} must be in [0, 1), got {share:g}")
     cli.check_count(parser, "--classify-samples", args.classify_samples, limits.MAX_IWAE_K,
                     lowest=None)
     cli.check_count(parser, "--sampling-components", args.sampling_components,

@@ -42,6 +42,8 @@ The codes and the decoder's passes are shared by the variants. The experiment lo
 
 import argparse
 import dataclasses
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -57,7 +59,7 @@ def _denoise_setting(text: str) -> tuple[int, float]:
         parts = text.split("x")
         steps = int(parts[0])
         rate = float(parts[1]) if len(parts) == 2 else 0.2
-        if len(parts) > 2 or rate <= 0:
+        if len(parts) > 2 or not 0 < rate < math.inf:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: a setting is STEPS[xRATE], like 0 or 20x0.1")
@@ -72,7 +74,7 @@ def _reconstruct_setting(text: str) -> tuple[int, float, float]:
         parts = text.split("x")
         steps, rate = int(parts[0]), float(parts[1]) if len(parts) > 1 else 0.2
         outlier = float(parts[2]) if len(parts) > 2 else 0.0
-        if len(parts) > 3 or rate <= 0 or not 0 <= outlier < 1:
+        if len(parts) > 3 or not 0 < rate < math.inf or not 0 <= outlier < 1:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
@@ -80,6 +82,12 @@ def _reconstruct_setting(text: str) -> tuple[int, float, float]:
     if not 0 <= steps <= limits.MAX_REFINE_STEPS:
         raise argparse.ArgumentTypeError(f"{text!r}: steps 0 to {limits.MAX_REFINE_STEPS}")
     return steps, rate, outlier
+
+
+def run_validation_size(args) -> int:
+    """The validation images of the run's config (its data section), before TensorFlow loads."""
+    config = json.loads((Path(args.run) / "config.json").read_text())
+    return int(config.get("data", {}).get("validation_size", 5000))
 
 
 def _prior(text: str) -> str | float:
@@ -127,6 +135,16 @@ def main(argv=None) -> None:
         parser.error("--outliers must be between 0 and 1 (exclusive)")
     if any(not 0 <= p < 1 for p in args.pixel_outliers):
         parser.error("--pixel-outliers must be in [0, 1)")
+    if any(not 0 < a <= 10 for a in args.likelihood_powers):
+        parser.error("--likelihood-powers must be in (0, 10]")
+    if any(not 1 <= m <= limits.MAX_SAMPLING_COMPONENTS for m in args.classify_components or []):
+        parser.error(f"--classify-components must be between 1 and "
+                     f"{limits.MAX_SAMPLING_COMPONENTS}")
+    if not 0 <= args.seed < 2 ** 31:
+        parser.error("--seed must be between 0 and 2147483647")
+    if args.classify_split == "validation" and args.classify_images > run_validation_size(args):
+        parser.error(f"--classify-images {args.classify_images}: the validation split has "
+                     f"{run_validation_size(args)} images")
     cli.quiet_libraries()
 
     import numpy as np
@@ -200,14 +218,14 @@ def main(argv=None) -> None:
                                    tf.ones_like(x), y, steps, rate, outlier)
                 return model.decode(z, y, guided=False)
 
-            def run(images, labels):
+            def reconstruct_all(images, labels):
                 return np.concatenate([reconstruct(tf.constant(images[s:s + 500]),
                                                    tf.constant(labels[s:s + 500])).numpy()
                                        for s in range(0, len(images), 500)])
 
-            clean = run(rx, ry)
+            clean = reconstruct_all(rx, ry)
             verdict = classifier.predict(classify_net, clean)["probabilities"].argmax(1)
-            from_noisy = run(noisy, y)
+            from_noisy = reconstruct_all(noisy, y)
             print(f"| {steps}x{rate:g}x{outlier:g} | {(verdict == ry).mean():.4f} | "
                   f"{((clean - rx) ** 2).mean():.5f} | {((from_noisy - x) ** 2).mean():.5f} |",
                   flush=True)
@@ -216,9 +234,6 @@ def main(argv=None) -> None:
         return
     n = args.classify_images
     held_out = getattr(splits, args.classify_split)
-    if n > len(held_out[0]):
-        parser.error(f"--classify-images {n}: the {args.classify_split} split has "
-                     f"{len(held_out[0])} images")
     cx = data.unit_images(held_out[0][:n])
     cy = held_out[1][:n].astype(np.int32)
     eps = tf.random.stateless_normal([applications.classify_samples,
@@ -310,4 +325,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(lambda: main()))

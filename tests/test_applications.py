@@ -251,6 +251,9 @@ def test_classify_is_bayes_rule_on_robust_bounds(trained, exported):
     train_labels = exported["splits"].train[1]
     np.testing.assert_allclose(log_prior, np.log(np.bincount(train_labels, minlength=10)
                                                  / len(train_labels)), rtol=1e-5)
+    # The export's own bounds (what the calibration was fitted on) are the robust ones.
+    np.testing.assert_allclose(loaded.class_log_likelihoods(images=tf.constant(x)).numpy(),
+                               robust, rtol=1e-5)
     joint = robust + log_prior
     t = settings.classify_temperature
     expected = np.exp(joint / t - (joint / t).max(1, keepdims=True))
@@ -342,9 +345,12 @@ def test_denoise_refinement_climbs_the_noise_models_likelihood(trained, exported
     model = trained["result"].model
     x, y = exported["x"][:6], tf.constant(exported["y"][:6])
     noisy = tf.constant(corruptions.gaussian_noise(x, 0.2, seed=4))
-    eps = tf.random.stateless_normal([16, model.config.latent_dim], denoise.SEED)
+    settings = exported["config"].applications
+    eps = tf.random.stateless_normal([settings.denoise_samples, model.config.latent_dim],
+                                     denoise.SEED)
     plain = denoise.denoise(model, noisy, y, eps)
-    refined = denoise.denoise(model, noisy, y, eps, refine_steps=20, refine_rate=0.2)
+    refined = denoise.denoise(model, noisy, y, eps, refine_steps=20,
+                              refine_rate=settings.denoise_refine_rate)
     np.testing.assert_array_equal(plain["sigma"], refined["sigma"])
     assert not np.allclose(plain["z"], refined["z"])
 
@@ -358,8 +364,9 @@ def test_denoise_refinement_climbs_the_noise_models_likelihood(trained, exported
     steps = exported["config"].applications.denoise_refine_steps
     assert steps > 0
     served = _call(exported["sig"]["denoise"], images=noisy.numpy(), label=y.numpy())["images"]
-    np.testing.assert_allclose(served, denoise.denoise(model, noisy, y, eps, refine_steps=steps)
-                               ["images"], atol=1e-4)
+    np.testing.assert_allclose(served, denoise.denoise(
+        model, noisy, y, eps, refine_steps=steps, refine_rate=settings.denoise_refine_rate)
+        ["images"], atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- serving

@@ -916,10 +916,17 @@ SAMPLER_FROM_ALONE = ("--sampler-from keeps an export's mixtures and generation 
                  SAMPLER_FROM_ALONE, id="sampler-from-with-guidance"),
     pytest.param(["--check", "VERSION", "--sampler-from", "VERSION"], EXPORT_RUN_ONLY,
                  id="check-with-sampler-from"),
+    pytest.param(["--run", "RUN", "--classify-pixel-outlier", "1"],
+                 "--classify-pixel-outlier must be in [0, 1), got 1",
+                 id="classify-pixel-outlier-1"),
+    pytest.param(["--run", "RUN", "--reconstruct-pixel-outlier", "-0.5"],
+                 "--reconstruct-pixel-outlier must be in [0, 1), got -0.5",
+                 id="reconstruct-pixel-outlier-negative"),
 ])
 def test_export_usage_errors(tmp_path, args, message):
-    """Flags that contradict each other: refused before the run or the version is read (an empty
-    run folder and a missing version, which reading would refuse with other messages)."""
+    """Flags that contradict each other or a share out of range: refused before the run or the
+    version is read (an empty run folder and a missing version, which reading would refuse with
+    other messages)."""
     (tmp_path / "runs" / "r").mkdir(parents=True)
     places = {"RUN": tmp_path / "runs" / "r", "VERSION": tmp_path / "cvae" / "1"}
     before = _listing(tmp_path)

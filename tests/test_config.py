@@ -116,3 +116,12 @@ def test_training_configs_written_before_the_fast_path_keep_their_meaning():
             Config().train.fused_adam) == ("cosine", False, True)
     with pytest.raises(ValueError, match="lr_schedule='linear' must be one of"):
         Config().replace(lr_schedule="linear")
+
+
+def test_recipes_differ_from_the_defaults_where_they_say():
+    """The quick recipe (`make train`) is the shipped recipe in 15 epochs with its codes drawn
+    at temperature 0.6; everything else is the defaults'."""
+    defaults, quick = Config(), Config().quick()
+    assert (quick.train.epochs, quick.model.temperature, quick.train.name) == (15, 0.6, "quick")
+    assert (defaults.train.epochs, defaults.model.temperature) == (150, 0.8)
+    assert quick.replace(epochs=150, temperature=0.8, name=defaults.train.name) == defaults

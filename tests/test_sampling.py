@@ -244,11 +244,14 @@ def test_exports_that_would_misdescribe_themselves_are_refused(tmp_path):
     config = Config.small()
     model = build_model(config.model)
     other = sampling.standard_normal(4, temperature=0.3)
-    with pytest.raises(ValueError, match="sampler's temperature 0.3 is not the config's 0.6"):
+    assert config.model.temperature != 0.3
+    with pytest.raises(ValueError, match=f"sampler's temperature 0.3 is not the config's "
+                                         f"{config.model.temperature:g}"):
         export_lib.export(model, config, {}, tmp_path / "a", sampler=other)
     with pytest.raises(ValueError, match="the model's config differs from the config"):
         export_lib.export(model, config.replace(guidance=3.0), {}, tmp_path / "b")
-    one = sampling.standard_normal(4, temperature=0.6)  # one Gaussian; the config says 16
+    # One Gaussian at the config's temperature; the config says 16 Gaussians.
+    one = sampling.standard_normal(4, temperature=config.model.temperature)
     with pytest.raises(ValueError, match="the sampler has 1 Gaussian.s. per class, the "
                                          "config's sampling_components is 16"):
         export_lib.export(model, config, {}, tmp_path / "c", sampler=one)
