@@ -261,18 +261,13 @@ class ServingModule(tf.Module):
 
     def _reconstruct(self, images, label):
         _same_batch(images=images, label=label)
-        images = _checked_images(images)
-        z = self.model.encode(images, label)["mean"]
         settings = self.applications
-        if settings.reconstruct_refine_steps:
-            # The code that best explains the image: the encoder's mean moved up
-            # log p(x | z, y) + log N(z; 0, I), every pixel known, each pixel's likelihood
-            # robust to what the model cannot explain.
-            z = inpaint_app.refine(self.model, lambda z, y: self.model.prior().log_prob(z), z,
-                                   images, tf.ones_like(images), label,
-                                   settings.reconstruct_refine_steps,
-                                   settings.reconstruct_refine_rate,
-                                   settings.reconstruct_pixel_outlier)
+        # The code that best explains the image, each pixel's likelihood robust to what the
+        # model cannot explain.
+        z = inpaint_app.fitted_code(self.model, _checked_images(images), label,
+                                    settings.reconstruct_refine_steps,
+                                    settings.reconstruct_refine_rate,
+                                    settings.reconstruct_pixel_outlier)
         # Without guidance: it would move a reconstruction away from the image it reconstructs.
         return {"images": self._decode_mean(z, label, guided=False)}
 

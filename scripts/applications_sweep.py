@@ -213,10 +213,8 @@ def main(argv=None) -> None:
         for steps, rate, outlier in args.reconstruct:
             @tf.function
             def reconstruct(x, y):
-                z = model.encode(x, y)["mean"]
-                z = inpaint.refine(model, lambda z, y: model.prior().log_prob(z), z, x,
-                                   tf.ones_like(x), y, steps, rate, outlier)
-                return model.decode(z, y, guided=False)
+                return model.decode(inpaint.fitted_code(model, x, y, steps, rate, outlier), y,
+                                    guided=False)
 
             def reconstruct_all(images, labels):
                 return np.concatenate([reconstruct(tf.constant(images[s:s + 500]),

@@ -14,8 +14,9 @@ sampling setting changes, and the validation and test -ELBO the run recorded; wi
 `--reconstruction-guidance 1 1.25 ...` one such line per guidance of the reconstruction's
 decoding (params(z, none) + w (params(z, y) - params(z, none)); `reconstruct` decodes at w 1),
 `--reconstruction-refine-steps 0 30` also with the code moved by that many Adam steps (step size
-0.2, `cvae.applications.inpaint.refine` with every pixel known) up log p(x | z, y) +
-log N(z; 0, I) from the encoder's mean; `--reconstructions-only` stops there. Prints one row per setting;
+0.2, `cvae.applications.inpaint.fitted_code`: `refine` with every pixel known) up
+log p(x | z, y) + log N(z; 0, I) from the encoder's mean; `--reconstructions-only` stops there.
+Prints one row per setting;
 the experiment log (docs/experiments.md) quotes them. A setting is then exported with
 `pipelines.export --run runs/NAME --sampling-components K --temperature T --guidance W`.
 """
@@ -89,20 +90,17 @@ def main(argv=None) -> None:
           f"{run.metrics['test']['neg_elbo']:.2f} nats (KL {run.metrics['test']['kl']:.2f})")
     test_y = test_labels.astype(np.int32)
     batches = [(gray[s:s + 1000], test_y[s:s + 1000]) for s in range(0, len(gray), 1000)]
-    means = [model.encode(x, y)["mean"] for x, y in batches]
 
     @tf.function
-    def refined(z, x, y, steps):
-        return inpaint.refine(model, lambda z, y: model.prior().log_prob(z), z, x,
-                              tf.ones_like(x), y, steps, 0.2)
+    def fitted(x, y, steps):  # steps a Python number: one trace per count
+        return inpaint.fitted_code(model, x, y, steps, 0.2)
 
     verdict = classifier.predict(classify, gray)["probabilities"].argmax(1)
     print("recognised per class, real test images: " + ", ".join(
         f"{CLASS_NAMES[c]} {(verdict[test_labels == c] == c).mean():.3f}"
         for c in range(NUM_CLASSES)))
     for steps in args.reconstruction_refine_steps:
-        codes = means if steps == 0 else [refined(z, x, y, steps)
-                                          for z, (x, y) in zip(means, batches)]
+        codes = [fitted(x, y, steps) for x, y in batches]
         for w in args.reconstruction_guidance:
             recon = np.concatenate([images(z, y, w).numpy() for z, (_, y) in zip(codes, batches)])
             out = classifier.predict(classify, recon)

@@ -107,3 +107,15 @@ def refine(model, log_prior_z, z: tf.Tensor, known: tf.Tensor, mask: tf.Tensor,
         return tf.reduce_sum(mask * log_pixel, [1, 2, 3]) + log_prior_z(z, labels)
 
     return importance.ascend(objective, z, steps, rate)
+
+
+def fitted_code(model, images: tf.Tensor, labels: tf.Tensor, steps: int, rate: float,
+                outlier: float = 0.0) -> tf.Tensor:
+    """The code that best explains whole images, [N, d]: the encoder's mean moved `steps` of
+    Adam (step size `rate`) up log p(x | z, y) + log N(z; 0, I), every pixel known (`refine`,
+    each pixel's likelihood robust in the share `outlier`); 0 steps: the encoder's mean."""
+    z = model.encode(images, labels)["mean"]
+    if not steps:
+        return z
+    return refine(model, lambda z, y: model.prior().log_prob(z), z, images,
+                  tf.ones_like(images), labels, steps, rate, outlier)
