@@ -198,6 +198,20 @@ class TrainConfig:
     # The KL weight rises linearly from 0 to `beta` over this many optimiser steps. Off by
     # default: while the weight is near 0, z is free to carry the class as well.
     kl_warmup_steps: int = 0
+    # Keeping the label out of the code, so the decoder takes the garment type from the label
+    # (`cvae.model.CVAE.label_terms`; docs/model.md#the-label-steers-the-decoder):
+    # code_adversary_weight: an MLP on the posterior mean learns to tell the label from the
+    # code, and encoder and decoder also minimise this weight times the cross-entropy of its
+    # prediction with the uniform distribution (Fader Networks, Lample et al. 2017), the weight
+    # rising linearly from 0 over `code_adversary_ramp_steps` steps; 0 trains no adversary.
+    code_adversary_weight: float = 0.0
+    code_adversary_ramp_steps: int = 0
+    # swap_weight: a small classifier learns the label of the training images, and the decoder
+    # also minimises this weight times its cross-entropy on decode(z, y') for labels y' drawn
+    # at random, with z the image's code or, for a share `swap_prior_share` of the batch, a
+    # draw from N(0, I); 0 trains no such classifier.
+    swap_weight: float = 0.0
+    swap_prior_share: float = 0.5
     # XLA for the train step: slower than plain graphs on this project's 2-core CPU in a quick
     # comparison, worth trying on GPUs.
     jit_compile: bool = False
@@ -239,6 +253,12 @@ class TrainConfig:
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _require(self.beta >= 0, "beta", self.beta, "must be >= 0")
         _require(self.kl_warmup_steps >= 0, "kl_warmup_steps", self.kl_warmup_steps, "must be >= 0")
+        for name in ("code_adversary_weight", "swap_weight"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
+        _require(self.code_adversary_ramp_steps >= 0, "code_adversary_ramp_steps",
+                 self.code_adversary_ramp_steps, "must be >= 0")
+        _require(0 <= self.swap_prior_share <= 1, "swap_prior_share", self.swap_prior_share,
+                 "must be in [0, 1]")
         _require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution,
                  "must be >= 1")
         _require(self.precision in typing.get_args(Precision), "precision", self.precision,
@@ -251,6 +271,7 @@ class TrainConfig:
                  "name", self.name, "must be a plain folder name")
         _at_most("epochs", self.epochs, limits.MAX_EPOCHS)
         _at_most("kl_warmup_steps", self.kl_warmup_steps, limits.MAX_STEPS)
+        _at_most("code_adversary_ramp_steps", self.code_adversary_ramp_steps, limits.MAX_STEPS)
         _at_most("steps_per_execution", self.steps_per_execution, limits.MAX_STEPS)
 
 

@@ -14,6 +14,31 @@ from cvae.networks import NETWORKS
 tfd = tfp.distributions
 
 METRICS = ("loss", "neg_elbo", "recon", "kl")
+# Reported during training only, when the label terms are on (`CVAE.label_terms`).
+LABEL_METRICS = ("adversary_ce", "swap_ce", "judge_ce")
+
+
+def _mlp_adversary(num_classes: int, policy: str) -> keras.Sequential:
+    """The code adversary: posterior mean [B, latent_dim] -> label logits [B, num_classes]."""
+    return keras.Sequential([keras.layers.Dense(256, activation="relu", dtype=policy),
+                             keras.layers.Dense(256, activation="relu", dtype=policy),
+                             keras.layers.Dense(num_classes, dtype="float32")],
+                            name="code_adversary")
+
+
+def _judge(num_classes: int, policy: str) -> keras.Sequential:
+    """The swap loss's classifier: images [B, 28, 28, 1] in [0, 1] -> label logits."""
+    return keras.Sequential([
+        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", dtype=policy),
+        keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", dtype=policy),
+        keras.layers.Flatten(dtype=policy),
+        keras.layers.Dense(128, activation="relu", dtype=policy),
+        keras.layers.Dense(num_classes, dtype="float32")], name="label_judge")
+
+
+def _cross_entropy(labels, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32)))
 
 
 def checked_labels(labels: tf.Tensor, num_classes: int = NUM_CLASSES) -> tf.Tensor:
@@ -62,7 +87,9 @@ class CVAE(keras.Model):
     """
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
-                 seed: int = 0, dtype_policy: str = "float32", xla_loss: bool = False, **kwargs):
+                 seed: int = 0, dtype_policy: str = "float32", xla_loss: bool = False,
+                 code_adversary_weight: float = 0.0, code_adversary_ramp_steps: int = 0,
+                 swap_weight: float = 0.0, swap_prior_share: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.beta = float(beta)
@@ -75,7 +102,26 @@ class CVAE(keras.Model):
         self.decoder = decoder(config, name="decoder", dtype=dtype_policy)
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+        # The label terms' networks exist only when their weight is on, so a model trained
+        # without them has the same variables (and checkpoints) as before.
+        self.code_adversary_weight = float(code_adversary_weight)
+        self.code_adversary_ramp_steps = int(code_adversary_ramp_steps)
+        self.swap_weight = float(swap_weight)
+        self.swap_prior_share = float(swap_prior_share)
+        self.code_adversary = (_mlp_adversary(NUM_CLASSES, dtype_policy)
+                               if self.code_adversary_weight > 0 else None)
+        self.label_judge = _judge(NUM_CLASSES, dtype_policy) if self.swap_weight > 0 else None
+        names = METRICS + (LABEL_METRICS if self.label_terms_on else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def label_terms_on(self) -> bool:
+        return self.code_adversary is not None or self.label_judge is not None
+
+    def auxiliary_variables(self) -> list:
+        """The label terms' own networks' variables (trained on their own losses only)."""
+        return [v for net in (self.code_adversary, self.label_judge) if net is not None
+                for v in net.trainable_variables]
 
     @property
     def metrics(self):
@@ -170,19 +216,91 @@ class CVAE(keras.Model):
         return terms(out["params"], x, out["mean"], out["stddev"], tf.cast(beta, tf.float32),
                      self.config.likelihood, self.config.min_scale)
 
+    def adversary_weight(self):
+        """The code adversary's weight at the optimiser's step: rises linearly from 0 over
+        `code_adversary_ramp_steps` (Fader Networks' schedule)."""
+        if self.code_adversary_ramp_steps == 0:
+            return tf.constant(self.code_adversary_weight)
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        return self.code_adversary_weight * tf.minimum(
+            1.0, step / float(self.code_adversary_ramp_steps))
+
+    def label_terms(self, x, labels, out):
+        """The terms that keep the label out of the code, from a training batch and the
+        model's outputs on it (`call`): {"generator": added to the VAE's loss, "auxiliary":
+        the adversary's and the judge's own losses, and the metrics of LABEL_METRICS}.
+
+        - The adversary predicts the label from the posterior mean; the VAE minimises the
+          cross-entropy of that prediction with the uniform distribution, so the code holds
+          nothing that tells the label, and the decoder must take the type from y.
+        - The judge learns the labels of the real images; the VAE minimises its cross-entropy
+          on decode(z, y') for random labels y' (z the image's code, or a draw from N(0, I)
+          for a share of the batch), so the decoder draws y' from any code.
+        """
+        zero = tf.constant(0.0)
+        generator, auxiliary = zero, zero
+        shown = {"adversary_ce": zero, "swap_ce": zero, "judge_ce": zero}
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        if self.code_adversary is not None:
+            mean = out["mean"]
+            fooled = self.code_adversary(mean)
+            uniform_ce = -tf.reduce_mean(tf.nn.log_softmax(tf.cast(fooled, tf.float32)))
+            generator += self.adversary_weight() * uniform_ce
+            shown["adversary_ce"] = _cross_entropy(
+                labels, self.code_adversary(tf.stop_gradient(mean)))
+            auxiliary += shown["adversary_ce"]
+        if self.label_judge is not None:
+            batch = tf.shape(x)[0]
+            seed = tf.stack([tf.constant(self.seed + 1, tf.int64), step])
+            targets = tf.random.stateless_uniform([batch], seed, 0, NUM_CLASSES, tf.int32)
+            prior = tf.random.stateless_normal(tf.shape(out["z"]), seed + [0, 7])
+            use_prior = tf.random.stateless_uniform([batch], seed + [0, 13]) < self.swap_prior_share
+            z = tf.where(use_prior[:, None], prior, out["z"])
+            params = self.decoder(z, one_hot_labels(targets))
+            # The logistic's location, clipped: the image the model shows, differentiably.
+            drawn = tf.clip_by_value(tf.cast(params[..., :1], tf.float32), 0.0, 1.0)
+            shown["swap_ce"] = _cross_entropy(targets, self.label_judge(drawn))
+            generator += self.swap_weight * shown["swap_ce"]
+            shown["judge_ce"] = _cross_entropy(labels, self.label_judge(x))
+            auxiliary += shown["judge_ce"]
+        return {"generator": generator, "auxiliary": auxiliary, **shown}
+
     def train_step(self, data):
         x, labels, *eps = data
-        with tf.GradientTape() as tape:
-            terms = self.loss_terms(x, labels, self.kl_weight(), *eps, training=True,
-                                    xla=self.xla_loss)
+        label_terms = self.label_terms_on
+        with tf.GradientTape(persistent=label_terms) as tape:
+            if label_terms:
+                out = self((x, labels, *eps), training=True)
+                terms = _negative_elbo(out["params"], x, out["mean"], out["stddev"],
+                                       tf.cast(self.kl_weight(), tf.float32),
+                                       self.config.likelihood, self.config.min_scale)
+                extra = self.label_terms(x, labels, out)
+                terms = {**terms, **{k: extra[k] for k in LABEL_METRICS}}
+                objective = terms["loss"] + extra["generator"]
+            else:
+                terms = self.loss_terms(x, labels, self.kl_weight(), *eps, training=True,
+                                        xla=self.xla_loss)
+                objective = terms["loss"]
             # Under tf.distribute each replica sees its share of the global batch and the
             # optimiser sums the replicas' gradients: dividing by their number makes that the
             # gradient of the global batch's mean. A loss-scale optimiser (mixed_float16)
             # scales it up here and its gradients back down in `apply`.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss = self.optimizer.scale_loss(terms["loss"] / replicas)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+            loss = self.optimizer.scale_loss(objective / replicas)
+            if label_terms:
+                auxiliary_loss = self.optimizer.scale_loss(extra["auxiliary"] / replicas)
+        if label_terms:
+            # The VAE's variables follow the VAE's objective, the adversary's and the judge's
+            # their own losses: one optimiser, two gradients.
+            own = {id(v) for v in self.auxiliary_variables()}
+            main = [v for v in self.trainable_variables if id(v) not in own]
+            grads = tape.gradient(loss, main) + tape.gradient(auxiliary_loss,
+                                                              self.auxiliary_variables())
+            self.optimizer.apply(grads, main + self.auxiliary_variables())
+            del tape
+        else:
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
         return self._update(terms)
 
     def test_step(self, data):
@@ -191,8 +309,10 @@ class CVAE(keras.Model):
 
     def _update(self, terms):
         for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+            if name in terms:  # test_step reports the ELBO's terms only
+                tracker.update_state(terms[name])
+        results = {name: tracker.result() for name, tracker in self.trackers.items()
+                   if name in terms}
         strategy = tf.distribute.get_strategy()
         if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
                 and strategy.extended._in_multi_worker_mode()):
@@ -203,12 +323,18 @@ class CVAE(keras.Model):
 
 
 def build_model(config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
-                seed: int = 0, dtype_policy: str = "float32", xla_loss: bool = False) -> CVAE:
+                seed: int = 0, dtype_policy: str = "float32", xla_loss: bool = False,
+                **label_terms) -> CVAE:
     """A CVAE with all its variables created (so it can be checkpointed or exported at once).
     `dtype_policy` "mixed_bfloat16" or "mixed_float16" computes in 16 bits; the variables, the
     posterior's and the likelihood's parameters, and the loss stay float32. `xla_loss`: see
-    `TrainConfig.xla_loss`."""
+    `TrainConfig.xla_loss`; `label_terms`: `TrainConfig`'s code_adversary_weight,
+    code_adversary_ramp_steps, swap_weight and swap_prior_share."""
     model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed,
-                 dtype_policy=dtype_policy, xla_loss=xla_loss)
+                 dtype_policy=dtype_policy, xla_loss=xla_loss, **label_terms)
     model((tf.zeros([1, 28, 28, 1]), tf.zeros([1], tf.int32)))
+    if model.code_adversary is not None:
+        model.code_adversary(tf.zeros([1, config.latent_dim]))
+    if model.label_judge is not None:
+        model.label_judge(tf.zeros([1, 28, 28, 1]))
     return model

@@ -229,7 +229,11 @@ def compiled_model(config: Config, *, steps_per_epoch: int | None) -> CVAE:
     precision = resolve_precision(config.train.precision)
     model = build_model(config.model, beta=config.train.beta,
                         kl_warmup_steps=config.train.kl_warmup_steps, seed=config.train.seed,
-                        dtype_policy=precision, xla_loss=config.train.xla_loss)
+                        dtype_policy=precision, xla_loss=config.train.xla_loss,
+                        code_adversary_weight=config.train.code_adversary_weight,
+                        code_adversary_ramp_steps=config.train.code_adversary_ramp_steps,
+                        swap_weight=config.train.swap_weight,
+                        swap_prior_share=config.train.swap_prior_share)
     adam = FusedAdam if config.train.fused_adam else keras.optimizers.Adam
     optimizer = adam(learning_rate(config, steps_per_epoch))
     if precision == "mixed_float16":  # float16 gradients underflow unscaled
