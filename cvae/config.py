@@ -8,7 +8,8 @@ The defaults train 150 epochs of 55,000 images in about 100 minutes on the proje
 the next version under saved_models/cvae (5 minutes more on a shared machine, most of it fitting
 the per-class mixtures). For a smoke run that finishes in seconds use `Config.small()` (what the
 tests train). How each default was chosen, with the sweeps and their figures:
-docs/experiments.md.
+docs/experiments.md. One module of some 530 lines because it is one idea, every setting with
+the reason for its default next to it, and the flags and JSON that read them back.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ModelConfig:
 
     # 64 numbers a garment: enough for its print and texture at beta 0.1 (docs/experiments.md).
     latent_dim: int = 64
-    # The networks (`cvae.networks`, a module each):
+    # The networks (`cvae.model.networks`, a module each):
     # resnet: residual convolutional encoder and decoder at 14x14 and 7x7 (`encoder_filters`,
     #   `decoder_filters`, `residual_blocks`, `hidden_dim`), the last layer sub-pixel to 28x28;
     #   about 10 M multiply-adds an image each way. The shipped model.
@@ -104,14 +105,14 @@ class ModelConfig:
     # decoder, and makes samples follow their label more closely. Likelihoods (the ELBO, the
     # IWAE bound) are always of the plain conditional model.
     guidance: float = 2.5
-    # Where generated images take their latent codes from (`cvae.sampling`; docs/model.md#sampling):
+    # Where generated images take their latent codes from (`cvae.model.sampling`; docs/model.md#sampling):
     # class_posterior: a mixture of Gaussians fitted at export to each class's codes on the
     # training images, so samples stay where the decoder has learnt to draw that class (one
     # mixture of all the codes for an unconditional model); prior: N(0, I).
     # Only generation uses it: the ELBO and the IWAE bound are always of the N(0, I) prior.
     sampling: Sampling = "class_posterior"
     # Gaussians per class for class_posterior: a mixture fitted by EM to the class's codes
-    # (`cvae.sampling.fit_mixture`); 1 is one Gaussian matching the codes' mean and covariance.
+    # (`cvae.model.sampling.fit_mixture`); 1 is one Gaussian matching the codes' mean and covariance.
     sampling_components: int = 16
     # The codes' spread about their component's centre, z = loc_yk + temperature * L_yk eps:
     # below 1, more typical garments and less variety. Like guidance, an inference setting.
@@ -199,7 +200,7 @@ class TrainConfig:
     # default: while the weight is near 0, z is free to carry the class as well.
     kl_warmup_steps: int = 0
     # Keeping the label out of the code, so the decoder takes the garment type from the label
-    # (`cvae.model.CVAE.label_terms`; docs/model.md#the-label-steers-the-decoder):
+    # (`cvae.model.vae.CVAE.label_terms`; docs/model.md#the-label-steers-the-decoder):
     # code_adversary_weight: an MLP on the posterior mean learns to tell the label from the
     # code, and encoder and decoder also minimise this weight times the cross-entropy of its
     # prediction with the uniform distribution (Fader Networks, Lample et al. 2017), the weight
@@ -212,6 +213,11 @@ class TrainConfig:
     # draw from N(0, I); 0 trains no such classifier.
     swap_weight: float = 0.0
     swap_prior_share: float = 0.5
+    # An exported version (saved_models/<name>/<N>) whose encoder's and decoder's weights the
+    # run starts from instead of a random initialisation (the optimiser starts afresh): a
+    # longer-trained model taught something new, such as the label terms above, in fewer
+    # epochs than training again from scratch. Its architecture must be this config's.
+    init_from: str | None = None
     # XLA for the train step: slower than plain graphs on this project's 2-core CPU in a quick
     # comparison, worth trying on GPUs.
     jit_compile: bool = False
@@ -232,7 +238,7 @@ class TrainConfig:
     # (docs/experiments.md#speed-what-was-tried). Worth trying where the rest of the step is
     # fast, as on a GPU.
     xla_loss: bool = False
-    # Adam's update of each variable by TensorFlow's fused kernel (`cvae.optimizers.FusedAdam`,
+    # Adam's update of each variable by TensorFlow's fused kernel (`cvae.training.optimizers.FusedAdam`,
     # the same arithmetic) rather than Keras 3's eight element-wise operations.
     fused_adam: bool = True
     # default: one device. mirrored: tf.distribute.MirroredStrategy over every local GPU (or

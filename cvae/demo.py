@@ -1,6 +1,6 @@
 """The demo page: a Gradio app over one exported SavedModel, with a tab per application.
 
-The page loads a version with `cvae.generate.load` (`tf.saved_model.load`, no training code) and
+The page loads a version with `cvae.serving.generate.load` (`tf.saved_model.load`, no training code) and
 calls only its signatures. Each tab is an `Application`, shown when the export has every
 signature it calls; a new application is a build function and a line in `APPLICATIONS`. The
 requests themselves (`generate_png`, `restyle_png`, `inpaint_png`, `denoise_png`,
@@ -24,11 +24,13 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from cvae import generate, images, limits
-from cvae.applications import corruptions, served
-from cvae.cli import op_error_text
+from cvae.serving import generate
+from cvae import images, limits
+from cvae.applications import corruptions
+from cvae.serving import applications as served
+from cvae.errors import op_error_text
 from cvae.files import atomic_write_bytes
-from cvae.generate import ServedModel
+from cvae.serving.generate import ServedModel
 
 MAX_SEED = 2**31 - 1  # a browser sends numbers as doubles: exact far past this
 MAX_UPLOAD = "1mb"  # a 28x28 PNG is well under 1 KB; Gradio refuses bigger uploads itself
@@ -89,15 +91,15 @@ def restyle_png(model: ServedModel, data: bytes, name: str, label) -> tuple[byte
     `label`) beside itself redrawn as every class, as a labelled PNG, and a caption. Its code is
     the posterior mean under `label`, decoded with each class in turn (the `restyle`
     signature)."""
-    from cvae import figures  # matplotlib, for the column titles
+    from cvae import plots  # matplotlib, for the column titles
 
     source = _garment(data, name)
     label_id = _label(model, label)
     n = len(model.class_names)
     out = generate.restyle(model, np.repeat(source[np.newaxis], n, axis=0), [label_id] * n,
                            list(range(n)))
-    png = figures.image_table(np.concatenate([source[np.newaxis], out]), 1, n + 1,
-                              column_names=["upload"] + model.class_names, scale=0.9)
+    png = plots.image_table(np.concatenate([source[np.newaxis], out]), 1, n + 1,
+                            column_names=["upload"] + model.class_names, scale=0.9)
     return png, f"{name} ({model.class_names[label_id]}) as every class"
 
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cvae.cli import op_error_text
+from cvae.errors import op_error_text
 from cvae.files import atomic_write_bytes
 
 

@@ -9,7 +9,8 @@
 
 The full benchmark took about 2 minutes on the project's 2-core CPU machine, --variants about
 7 earlier; it prints a table and three targets, each PASS or FAIL.
-This file is intentionally short: the logic is in `cvae.benchmark`.
+This file is intentionally short: the logic is in `cvae.evaluation.benchmark` (the runner) and
+`cvae.evaluation.benchmarks` (one module per benchmark).
 """
 
 import argparse
@@ -18,8 +19,8 @@ import sys
 from cvae import cli, limits
 from cvae.config import Config, add_config_arguments, config_from_arguments
 
-# Settings fields -> (upper bound, help); the defaults are `cvae.benchmark.Settings`' (or its
-# quick()).
+# Settings fields -> (upper bound, help); the defaults are
+# `cvae.evaluation.benchmarks.common.Settings`' (or its quick()).
 SETTINGS = {
     "train_images": (limits.TRAIN_IMAGES, "time to quality: training images (validation: N // 5)"),
     "baseline_epochs": (limits.MAX_EPOCHS,
@@ -68,14 +69,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     config_from_arguments(args)  # the config flags' checks (bounds too), before TensorFlow loads
-    from cvae import benchmark
+    from cvae.evaluation import benchmark
+    from cvae.evaluation.benchmarks import applications, common
 
     given = {k: getattr(args, k) for k in ["model_dir", *SETTINGS] if getattr(args, k) is not None}
-    settings = benchmark.Settings.quick(**given) if args.quick else benchmark.Settings(**given)
-    config = config_from_arguments(args, benchmark.quick_config() if args.quick else Config())
+    settings = common.Settings.quick(**given) if args.quick else common.Settings(**given)
+    config = config_from_arguments(args, common.quick_config() if args.quick else Config())
     if args.applications:
-        results = benchmark.run_applications(settings)
-        report = benchmark.format_applications(results)
+        results = applications.run_applications(settings)
+        report = applications.format_applications(results)
     elif args.variants is not None:
         specs = args.variants or benchmark.STANDARD_VARIANTS
         variants = [benchmark.parse_variant(spec, config) for spec in specs]

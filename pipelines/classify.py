@@ -6,7 +6,7 @@ CVAE's own likelihoods) and says how typical each image is.
 For each image (a 28x28 8-bit grayscale PNG, white garment on black) it prints one line: the
 class and its probability, the top three, log p(x) in nats and the typicality (log p(x)
 corrected by the image's complexity: low means unlike the training garments). This file is
-intentionally short: the logic is in `cvae.applications.served`.
+intentionally short: the logic is in `cvae.serving.applications`.
 """
 
 import sys
@@ -30,8 +30,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import numpy as np
 
-    from cvae import generate, images
-    from cvae.applications import served
+    from cvae.serving import generate
+    from cvae import images
+    from cvae.serving import applications as served
 
     pictures = np.stack([images.read_png_28x28(path) for path in args.images])  # all, first
     model = generate.load(args.model, args.version)

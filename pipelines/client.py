@@ -12,7 +12,7 @@
 The same label, seed and number give the same images as `pipelines.generate` from the
 SavedModel, and `--inpaint` the same completions as `pipelines.generate --inpaint`;
 `--classify` prints the lines of `pipelines.classify` and writes no file. This file is intentionally short: the logic is
-in `cvae.client`.
+in `cvae.serving.client`.
 """
 
 import argparse
@@ -122,10 +122,11 @@ def main(argv=None) -> None:
 
     import numpy as np
 
-    from cvae import client, images
-    from cvae.applications import served
+    from cvae.serving import client
+    from cvae import images
+    from cvae.serving import applications as served
     from cvae.files import write_files
-    from cvae.generate import seeds_for
+    from cvae.batches import seeds_for
 
     server = dict(model=args.model, url=args.url, grpc_target=args.grpc, version=args.version,
                   timeout=args.timeout)

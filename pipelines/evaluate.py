@@ -9,15 +9,15 @@ the same recipe without the label and TensorFlow's tutorial recipe (saved_models
 and saved_models/cvae-tutorial, or trained there first with the main model's epochs and data);
 --compare fast names just one. An export with the inpaint,
 denoise and classify signatures also gets a section per application, each beside a baseline
-(`cvae.applications.evaluate`; --application-images, --classify-images). The logic is in
-`cvae.evaluate`, `cvae.figures` and `cvae.report`.
+(`cvae.evaluation.applications`; --application-images, --classify-images). The logic is in
+`cvae.evaluation.evaluate`, `cvae.evaluation.figures` and `cvae.evaluation.report`.
 """
 
 import sys
 
 from cvae import cli, limits
 
-# The counts of `cvae.evaluate.Settings` (whose defaults apply to those not given) -> (upper
+# The counts of `cvae.evaluation.evaluate.Settings` (whose defaults apply to those not given) -> (upper
 # bound, help). The bounds are checked here, before importing it loads TensorFlow; the lower ones
 # by Settings itself.
 COUNTS = {
@@ -53,11 +53,11 @@ def main(argv=None) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name,
                             help=f"{text}, at most {bound}")
     parser.add_argument("--seed", type=int, help="seed of the samples and random draws (default: "
-                                                "cvae.evaluate.Settings.seed)")
+                                                "cvae.evaluation.evaluate.Settings.seed)")
     parser.add_argument("--data-dir", help="folder of the IDX files (default: searched)")
     parser.add_argument("--application-images", type=int,
                         help=f"test images for in-painting, denoising and the scores (default: "
-                             f"cvae.applications.evaluate.Settings.images), at most "
+                             f"cvae.evaluation.applications.Settings.images), at most "
                              f"{limits.TEST_IMAGES}")
     parser.add_argument("--classify-images", type=int,
                         help=f"test images for the classification section (default: all), at "
@@ -70,10 +70,10 @@ def main(argv=None) -> None:
     for flag in ("--application-images", "--classify-images"):
         cli.check_count(parser, flag, getattr(args, flag[2:].replace("-", "_")),
                         limits.TEST_IMAGES, lowest=2)
-    from cvae import report  # TensorFlow loads after argument errors
-    from cvae.applications import evaluate as apps
+    from cvae.evaluation import report  # TensorFlow loads after argument errors
+    from cvae.evaluation import applications as apps
     from cvae.config import DataConfig
-    from cvae.evaluate import Settings
+    from cvae.evaluation.evaluate import Settings
 
     given = {name: getattr(args, name) for name in [*COUNTS, "seed"]
              if getattr(args, name) is not None}

@@ -14,7 +14,7 @@ of the same run, with its generation settings (guidance, sampling, temperature: 
 change them then), instead of fitting them again: its generated images stay bit-identical, and
 the export takes a minute rather than several. --check verifies a version as TF Serving would
 load it, and exits with status 2 listing every problem if it fails.) The logic is in
-`cvae.train.load_run`, `cvae.export` and `cvae.check`.
+`cvae.training.train.load_run`, `cvae.serving.export` and `cvae.serving.check`.
 """
 
 import sys
@@ -109,13 +109,15 @@ def main(argv=None) -> None:
         parser.error("--sampler-from keeps an export's mixtures and generation settings: it "
                      "takes no --guidance, --sampling, --sampling-components or --temperature")
     if args.check:
-        from cvae import check
+        from cvae.serving import check
 
         for line in check.check_version(args.check):
             print(line)
         print(f"ok: {args.check} passed the serving check")
         return
-    from cvae import export, train
+    from cvae import workflow
+    from cvae.serving import export
+    from cvae.training import train
 
     earlier = export.exported_config(args.sampler_from) if args.sampler_from else None
     result = train.load_run(args.run)
@@ -129,7 +131,7 @@ def main(argv=None) -> None:
         result.config = result.config.replace(**overrides)  # validated here
         result.model.config = result.config.model
     sampler = export.exported_sampler(args.sampler_from) if earlier is not None else None
-    export.export_run(result, args.model_dir, sampler)
+    workflow.export_run(result, args.model_dir, sampler)
 
 
 if __name__ == "__main__":

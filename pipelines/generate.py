@@ -11,7 +11,7 @@
 
 Without --version it loads the newest version under --model, as TF Serving serves; the version
 the project ships is the one saved_models/cvae/SHIPPED names (`make train` exports newer ones).
-This file is intentionally short: the logic is in `cvae.generate`.
+This file is intentionally short: the logic is in `cvae.serving.generate`.
 """
 
 import argparse
@@ -72,12 +72,13 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import numpy as np
 
-    from cvae import generate, images
+    from cvae.serving import generate
+    from cvae import images
     from cvae.files import npy_stream, write_files
 
     model = generate.load(args.model, args.version)
     if args.inpaint or args.denoise:
-        from cvae.applications import served
+        from cvae.serving import applications as served
 
         if args.inpaint:
             source, mask = images.read_png_28x28(args.inpaint), served.read_mask(args.mask)

@@ -7,7 +7,7 @@
     python -m pipelines.train --strategy mirrored                  # every local GPU
     TF_CONFIG=... python -m pipelines.train --strategy multiworker # one process per machine
 
-This file is intentionally short: the logic is in `cvae.train` and `cvae.export`.
+This file is intentionally short: the logic is in `cvae.training.train` and `cvae.serving.export`.
 """
 
 import argparse
@@ -67,13 +67,14 @@ def main(argv=None) -> None:
         raise ValueError(f"--logical-cpus {args.logical_cpus} must be <= "
                          f"{limits.MAX_LOGICAL_CPUS}")
 
-    from cvae import export, train  # TensorFlow loads after argument errors
+    from cvae import workflow  # TensorFlow loads after argument errors
+    from cvae.training import train  # TensorFlow loads after argument errors
 
     if args.logical_cpus:
         train.split_cpu(args.logical_cpus)
     result = train.train(config, resume=args.resume)
     if not args.no_export and result.chief:  # one export per run, by the chief
-        export.export_run(result)
+        workflow.export_run(result)
 
 
 if __name__ == "__main__":

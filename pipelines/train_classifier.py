@@ -3,14 +3,14 @@
     python -m pipelines.train_classifier [--epochs 12] [--out saved_models/classifier]
 
 Trains on the training split only (the validation split picks the epoch), prints the test
-accuracy and exports the next version under --out. The logic is in `cvae.classifier`.
+accuracy and exports the next version under --out. The logic is in `cvae.evaluation.classifier`.
 """
 
 import sys
 
 from cvae import cli, limits
 
-# Counts -> upper bound, checked here: importing `cvae.classifier` loads TensorFlow. (Its
+# Counts -> upper bound, checked here: importing `cvae.evaluation.classifier` loads TensorFlow. (Its
 # ClassifierConfig and DataConfig check the lower bounds; its defaults apply to flags not given.)
 COUNTS = {"epochs": limits.MAX_EPOCHS, "batch_size": limits.TRAIN_IMAGES,
           "limit": limits.TRAIN_IMAGES}
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     for name, bound in COUNTS.items():
         cli.check_count(parser, "--" + name.replace("_", "-"), getattr(args, name), bound,
                         lowest=None)
-    from cvae.classifier import ClassifierConfig  # TensorFlow loads after argument errors
+    from cvae.evaluation.classifier import ClassifierConfig  # TensorFlow loads after argument errors
 
     given = {name: getattr(args, name) for name in ("epochs", "batch_size", "learning_rate",
                                                     "seed") if getattr(args, name) is not None}
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
         config = ClassifierConfig(**given)
     except ValueError as e:
         parser.error(str(e))
-    from cvae import classifier
+    from cvae.evaluation import classifier
     from cvae.config import DataConfig
 
     data_config = DataConfig(data_dir=args.data_dir, limit=args.limit,

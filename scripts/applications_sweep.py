@@ -150,12 +150,13 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from cvae import data, sampling
+    from cvae import data
+    from cvae.model import sampling
     from cvae.applications import classify as classify_app
     from cvae.applications import corruptions, denoise, importance
-    from cvae.export import exported_config, exported_sampler
+    from cvae.serving.export import exported_config, exported_sampler
     from cvae.labels import CLASS_NAMES, NUM_CLASSES
-    from cvae.train import load_run
+    from cvae.training.train import load_run
 
     run = load_run(args.run)
     model = run.model
@@ -196,7 +197,7 @@ def main(argv=None) -> None:
                       + f" | {seconds / batches:.2f} |", flush=True)
 
     if args.reconstruct:
-        from cvae import classifier
+        from cvae.evaluation import classifier
         from cvae.applications import inpaint
 
         classify_net, _, _ = classifier.load()

@@ -10,7 +10,7 @@ masks `pipelines.evaluate` draws (`cvae.applications.corruptions.MASKS`, the sam
 prints the mean squared error on the missing pixels of the completions over the class-mean
 fill's, how often the project's classifier recognises the completions and the fills, and the
 seconds per batch of 100 (the first batch, which traces, left out). The codes' sampler is
-the export's (`cvae.export.exported_sampler`), so the completions are those an export of
+the export's (`cvae.serving.export.exported_sampler`), so the completions are those an export of
 these settings would give. The experiment log (docs/applications.md) quotes the rows.
 """
 
@@ -59,15 +59,17 @@ def main(argv=None) -> None:
 
     import numpy as np
 
-    from cvae import classifier, data
+    from cvae.evaluation import classifier
+    from cvae import data
     from cvae.applications import corruptions
-    from cvae.applications.evaluate import _missing_mse, _recognised
+    from cvae.evaluation.applications import _missing_mse, _recognised
     from cvae.config import ApplicationsConfig
     from cvae.data import unit_images
-    from cvae.export import ServingModule, exported_sampler
-    from cvae.generate import seeds_for
+    from cvae.serving.export import exported_sampler
+    from cvae.serving.module import ServingModule
+    from cvae.batches import seeds_for
     from cvae.labels import NUM_CLASSES
-    from cvae.train import load_run
+    from cvae.training.train import load_run
 
     masks = args.masks or list(corruptions.MASKS)
     unknown = sorted(set(masks) - set(corruptions.MASKS))

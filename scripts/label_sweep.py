@@ -25,15 +25,18 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True)
     parser.add_argument("--images", type=int, default=100, help="test images per class (<= 1000)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--figure", help="a PNG of ten test garments restyled as every class "
+                                         "(at the first guidance weight)")
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 1000:
         parser.error("--images must be in 1..1000")
     import numpy as np
     import tensorflow as tf
 
-    from cvae import classifier, data
+    from cvae.evaluation import classifier
+    from cvae import data
     from cvae.labels import NUM_CLASSES
-    from cvae.train import load_run
+    from cvae.training.train import load_run
 
     start = time.perf_counter()
     run = load_run(args.run)
@@ -78,12 +81,24 @@ def main(argv=None) -> int:
         worst = np.unravel_index(np.argmin(pair + np.eye(NUM_CLASSES) * 9), pair.shape)
         prior_p = predicted(decode(prior, y, w))
         per_class = [float(np.mean(prior_p[y == c] == c)) for c in range(NUM_CLASSES)]
+        print("  restyle accuracy, rows: source class, columns: target class")
+        for s in range(NUM_CLASSES):
+            print("  " + " ".join("  -- " if s == t else f"{pair[s, t]:.2f}"
+                                  for t in range(NUM_CLASSES)))
         print(f"guidance {w}: restyle off-class {off.mean():.4f} (worst {off.min():.2f}, "
               f"{worst[0]}->{worst[1]}), still source {source_share / n_off:.4f}, "
               f"round trip MSE {trip_mse / n_off:.5f} (reconstruction {recon_mse:.5f}); "
               f"N(0, I) codes {np.mean(prior_p == y):.4f} (lowest class "
               f"{int(np.argmin(per_class))}: {min(per_class):.2f}); "
               f"reconstructions recognised {np.mean(predicted(recon) == y):.4f}")
+    if args.figure:
+        from cvae import images
+
+        first = np.array([np.flatnonzero(y == c)[0] for c in range(NUM_CLASSES)])
+        rows = [x[first]] + [decode(mean[first], np.full(NUM_CLASSES, t, np.int32),
+                                    args.guidance[0]) for t in range(NUM_CLASSES)]
+        images.write_png(args.figure, images.grid(np.concatenate(rows), NUM_CLASSES))
+        print(f"wrote {args.figure}: the first row the test garments, then one row per target")
     print(f"{time.perf_counter() - start:.0f} s")
     return 0
 

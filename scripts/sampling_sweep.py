@@ -4,7 +4,7 @@
         --guidance 1 1.5 [--samples-per-class 500]
 
 For every number of mixture components it fits each class's mixture once (as `pipelines.export`
-does, `cvae.sampling.for_model`), then for every temperature and guidance draws
+does, `cvae.model.sampling.for_model`), then for every temperature and guidance draws
 `--samples-per-class` codes per class and measures what `pipelines.evaluate` measures of
 samples, with the same classifier: conditional accuracy, the lowest class, the Fréchet distance
 to the test images and diversity (samples over real). First it prints what the run's
@@ -61,12 +61,14 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from cvae import classifier, data, sampling
-    from cvae import metrics as m
+    from cvae.evaluation import classifier
+    from cvae import data
+    from cvae.model import sampling
+    from cvae.evaluation import metrics as m
     from cvae.applications import inpaint
-    from cvae.evaluate import real_features
+    from cvae.evaluation.evaluate import real_features
     from cvae.labels import CLASS_NAMES, NUM_CLASSES
-    from cvae.train import load_run
+    from cvae.training.train import load_run
 
     run = load_run(args.run)
     model, config = run.model, run.config

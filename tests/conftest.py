@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from cvae.export import shipped_path  # noqa: E402 (TensorFlow reads the variable on import)
+from cvae.serving.versions import shipped_path  # noqa: E402 (TensorFlow reads the variable on import)
 
 REPO = Path(__file__).resolve().parents[1]
 # The version of saved_models/cvae/ that ships, as saved_models/cvae/SHIPPED names it: not the
@@ -52,8 +52,8 @@ def run_python(*args: str, check: bool = False, env: dict | None = None,
 def trained(tmp_path_factory):
     """A small model trained for one epoch on 512 real Fashion-MNIST images, and its export."""
     from cvae.config import Config
-    from cvae.export import export
-    from cvae.train import train
+    from cvae.serving.export import export
+    from cvae.training.train import train
 
     root = tmp_path_factory.mktemp("trained")
     config = Config.small(runs_dir=str(root / "runs"), export_dir=str(root / "saved_models/cvae"))

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from cvae import serving_json
+from cvae.serving import rest_json as serving_json
 
 _PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:predict", re.IGNORECASE)
 # TF Serving's mapping of error codes to HTTP statuses (model_servers/http_server.cc).

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 
 from cvae import cli
-from cvae import train as cvae_train
+from cvae.training import train as cvae_train
 from pipelines import train as train_pipeline
 
 

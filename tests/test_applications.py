@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import client, metrics
+from cvae.serving import client
+from cvae.evaluation import metrics
 from cvae.applications import classify as classify_app
-from cvae.applications import corruptions, served
+from cvae.applications import corruptions
+from cvae.serving import applications as served
 from cvae.config import ApplicationsConfig, Config
 from cvae.data import load_splits, unit_images
-from cvae.export import SIGNATURES
-from cvae.generate import load as served_model, seeds_for
+from cvae.serving.contract import SIGNATURES
+from cvae.batches import seeds_for
+from cvae.serving.generate import load as served_model
 from conftest import REPO, run_python
 from fake_serving import ModelStore, grpc_server, rest_server
 
@@ -121,7 +124,7 @@ def test_inpaint_refuses_a_mask_of_another_shape_or_batch(exported):
 def test_inpaint_with_nothing_known_is_a_sample_of_the_class(exported):
     """With an all-zero mask the completion is drawn from the class's own codes: the project's
     classifier recognises it about as often as `serving_default`'s samples."""
-    from cvae import classifier
+    from cvae.evaluation import classifier
 
     classify = classifier.load()[0]
     labels = np.repeat(np.arange(10, dtype=np.int32), 20)
@@ -542,9 +545,9 @@ def test_classify_command_line_refuses_a_colour_png(exported, tmp_path):
 
 
 def test_evaluate_sections_and_their_figures(exported):
-    from cvae import classifier
-    from cvae.applications import evaluate as apps
-    from cvae.applications import figures
+    from cvae.evaluation import classifier
+    from cvae.evaluation import applications as apps
+    from cvae.evaluation import application_figures as figures
 
     model = served_model(exported["path"])
     settings = apps.Settings(images=20, classify_images=20, ood_images=10)

@@ -31,7 +31,8 @@ import pipelines.export
 import pipelines.generate
 import pipelines.train
 import pipelines.train_classifier
-from cvae import cli, client, data, serving_json
+from cvae import cli, data
+from cvae.serving import client, rest_json as serving_json
 from conftest import REPO, make_idx_dir, write_idx
 from fake_serving import ModelStore, grpc_server, rest_predict, rest_server
 
@@ -535,7 +536,8 @@ def test_restyle_image(model_dir, tmp_path, kind, message):
 # are replaced by a stand-in result (the write and its error are the real ones).
 _BENCHMARK_WITHOUT_MEASURING = """
 import sys
-from cvae import benchmark, cli
+from cvae.evaluation import benchmark
+from cvae import cli
 benchmark.run = lambda config, settings: {"measured": True}
 benchmark.format_report = lambda results: "report"
 from pipelines.benchmark import main

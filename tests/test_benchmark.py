@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_python
-from cvae import benchmark
+from cvae.evaluation.benchmarks import common, training
 from cvae.config import Config, resolve_precision
-from cvae.train import compiled_model
+from cvae.training.train import compiled_model
 
 
 def _figures(results: dict) -> dict[str, float]:
@@ -54,7 +54,7 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
 
     machine = results["machine"]
     assert machine["tensorflow"] == tf.__version__ and machine["cores"] >= 1 and machine["cpu"]
-    quick = benchmark.quick_config()  # precision "auto", recorded as it resolved here
+    quick = common.quick_config()  # precision "auto", recorded as it resolved here
     assert Config.from_dict(results["config"]) == quick.replace(
         precision=resolve_precision(quick.train.precision))
     for name, value in _figures(results).items():
@@ -62,7 +62,7 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
 
     # The figures agree with each other.
     t, b, q = results["training"], results["baseline"], results["time_to_quality"]
-    assert t["batch_size"] == 64 and b["batch_size"] == benchmark.BASELINE_BATCH_SIZE
+    assert t["batch_size"] == 64 and b["batch_size"] == training.BASELINE_BATCH_SIZE
     for part in (t, b):
         assert part["images_per_second"] == pytest.approx(part["images"] / part["seconds"])
         assert part["step_ms"] == pytest.approx(1000 * part["seconds"] / part["steps"])
@@ -91,7 +91,7 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
                if line.strip().startswith(("PASS ", "FAIL "))]
     assert len(results["targets"]) == len(printed) == 3
     for target, checks, line in zip(results["targets"], expected, printed):
-        verdicts = [benchmark.compare(v, op, threshold) for v, op, threshold in checks]
+        verdicts = [common.compare(v, op, threshold) for v, op, threshold in checks]
         assert [c["value"] for c in target["checks"]] == pytest.approx([c[0] for c in checks])
         assert [c["passed"] for c in target["checks"]] == verdicts
         passed = all(verdicts) and (target is not results["targets"][0] or q["default"]["reached"])
@@ -155,7 +155,7 @@ def _chain(dataset: tf.data.Dataset) -> tuple[list, dict]:
 def test_baseline_dataset_is_a_per_example_map_then_batches_of_32_without_prefetch(likelihood):
     images = np.arange(100, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
     labels = (np.arange(100) % 10).astype(np.uint8)
-    dataset = benchmark.baseline_dataset(images, labels, likelihood, seed=0)
+    dataset = training.baseline_dataset(images, labels, likelihood, seed=0)
 
     chain, nodes = _chain(dataset)
     assert [n.op for n in chain] == ["OptionsDataset", "BatchDatasetV2", "MapDataset",
@@ -188,10 +188,10 @@ def test_baseline_dataset_is_a_per_example_map_then_batches_of_32_without_prefet
 
 
 def test_baseline_trains_the_same_model_drawing_its_own_noise():
-    config = benchmark.quick_config()
+    config = common.quick_config()
     keras.utils.set_random_seed(config.train.seed)
     default = compiled_model(config, steps_per_epoch=None)
-    baseline = benchmark.Baseline(config)
+    baseline = training.Baseline(config)
     for a, b in zip(default.get_weights(), baseline.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # same architecture and initialisation
     x = tf.random.stateless_uniform([32, 28, 28, 1], seed=[1, 2])
@@ -216,7 +216,7 @@ def test_baseline_trains_the_same_model_drawing_its_own_noise():
 def test_baseline_rate_is_fixed_whatever_the_default_trains_with(changes):
     # One target for every variant of the default that the race compares.
     config = Config().replace(**changes)
-    assert float(benchmark.Baseline(config).optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(training.Baseline(config).optimizer.learning_rate) == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("flags,message", [

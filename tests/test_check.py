@@ -1,4 +1,4 @@
-"""cvae.check and `pipelines.export --check`: a fresh export passes, and each kind of damage to a
+"""cvae.serving.check and `pipelines.export --check`: a fresh export passes, and each kind of damage to a
 copy of it is found and named."""
 
 import shutil
@@ -9,8 +9,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 
-from cvae import check
-from cvae.export import SIGNATURES, WARMUP_BATCH_SIZES
+from cvae.serving import check
+from cvae.serving.contract import SIGNATURES, WARMUP_BATCH_SIZES
 from conftest import run_python
 
 WARMUP = "assets.extra/tf_serving_warmup_requests"
@@ -190,7 +190,7 @@ def test_python_print_file_and_variable_writing_ops_are_named(tmp_path):
                 "touches the server's files")
     # AssignVariableOp is allowed in the saver's restore function only.
     assert _has(problems, "op AssignVariableOp in function __inference_remember_",
-                "not in cvae.check.ALLOWED_OPS")
+                "not in cvae.serving.check.ALLOWED_OPS")
     assert not _has(problems, "__inference__traced_restore")
     assert f"{check.ASSETS_EXTRA}/config.json" in " ".join(problems)  # and the rest is missing
 

@@ -1,4 +1,4 @@
-"""`python -m pipelines.client` and cvae.client against stand-in TF Serving servers on loopback.
+"""`python -m pipelines.client` and cvae.serving.client against stand-in TF Serving servers on loopback.
 
 The stand-ins (tests/fake_serving.py) serve the small exported model of the `trained` fixture
 over REST and gRPC in this process; the client runs in fresh processes, as a user runs it, and
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import client, generate, images, serving_json
+from cvae.serving import client, generate, rest_json as serving_json
+from cvae import images
 from cvae.applications import corruptions
-from cvae.applications import served as served_app
+from cvae.serving import applications as served_app
 from conftest import run_python
 from fake_serving import ModelStore, free_port, grpc_server, rest_server
 
@@ -297,7 +298,7 @@ def test_bad_application_image_fails_before_asking_the_server(served, pictures, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-# In-process checks of the stand-ins' protocol and of cvae.client's other signatures.
+# In-process checks of the stand-ins' protocol and of cvae.serving.client's other signatures.
 
 
 def _post(url, body: str):

@@ -256,7 +256,8 @@ def test_an_upload_is_restyled_as_every_class(sneakers, page):
     import tensorflow as tf
     from playwright.sync_api import expect
 
-    from cvae import demo, generate
+    from cvae import demo
+    from cvae.serving import generate
 
     tile = tf.io.decode_png(sneakers()).numpy()[2:30, 2:30]  # a 2-pixel border around each tile
     data = _png(tile)

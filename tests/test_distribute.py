@@ -41,7 +41,7 @@ def _assert_same_training(run_dir: Path, reference: Path) -> None:
     """The same weights (to float rounding: the replicas sum their gradients in another order)
     and the same validation and test figures."""
     from cvae.config import Config
-    from cvae.model import build_model
+    from cvae.model.vae import build_model
 
     ours, theirs = _trained_state(run_dir), _trained_state(reference)
     config = Config.from_json((run_dir / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""`cvae.evaluate` on a small trained export: the likelihood function, the IWAE bound, and
+"""`cvae.evaluation.evaluate` on a small trained export: the likelihood function, the IWAE bound, and
 `pipelines.evaluate` end to end on a small subset."""
 
 import json
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import evaluate as ev
-from cvae import likelihoods
-from cvae import metrics as m
+from cvae.evaluation import evaluate as ev
+from cvae.model import likelihoods
+from cvae.evaluation import metrics as m
 from cvae.data import load_splits
-from cvae.generate import load
+from cvae.serving.generate import load
 from tests.conftest import run_python
 
 
@@ -134,7 +134,7 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     figures = {"class_grid.png", "reconstructions.png", "interpolation.png", "restyle.png",
                "confusion.png", "training_curves.png", "manifold.png", "latent_scatter.png",
                "samples_tutorial.png",
-               # the applications' sections (cvae.applications.evaluate)
+               # the applications' sections (cvae.evaluation.applications)
                "inpainting.png", "denoising.png", "classify_confusion.png", "reliability.png",
                "scores.png"}
     assert {p.name for p in out.iterdir()} == figures | {"report.md", "metrics.json"}
@@ -210,7 +210,7 @@ def test_a_comparison_model_of_another_recipe_is_refused(trained, served, tmp_pa
     implies: the training fields that shape the weights, and the data."""
     import shutil
 
-    from cvae import report
+    from cvae.evaluation import report
     from cvae.config import Config, resolve_precision
 
     wanted = report.comparison_config(served, "unconditional")

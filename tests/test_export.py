@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import export as export_lib, sampling
+from cvae.serving import contract, export as export_lib, module as serving_module
+from cvae.model import sampling
 from cvae.applications import importance, inpaint
 from cvae.config import Config
 from cvae.data import load_splits, unit_images
-from cvae.model import build_model
+from cvae.model.vae import build_model
 from conftest import REPO, run_python
 
 LIKELIHOODS = ["discretized_logistic", "bernoulli", "continuous_bernoulli"]
@@ -71,7 +72,7 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
         np.testing.assert_allclose(got("restyle/images"),
                                    model.decode(posterior["mean"], target), **close)
         # z = loc[label, k] + T * L[label, k] @ eps, the mixtures fitted to the training images
-        # (cvae.sampling), eps and the u that picks k from each row's seed.
+        # (cvae.model.sampling), eps and the u that picks k from each row's seed.
         eps = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
                         for s in inputs["seed"]])
         u = np.array([tf.random.stateless_uniform([], seed=[s, 1]) for s in inputs["seed"]])
@@ -172,7 +173,7 @@ def test_reconstruct_fits_the_image_better_than_the_posterior_mean(trained):
                                rtol=1e-3, atol=1e-6)
     assert (error[1] < error[0]).mean() >= 0.75, error
     sampler = export_lib.exported_sampler(trained["export"])
-    plain = export_lib.ServingModule(model, sampler, dataclasses.replace(
+    plain = serving_module.ServingModule(model, sampler, dataclasses.replace(
         settings, reconstruct_refine_steps=0))
     np.testing.assert_allclose(plain.reconstruct(images=images, label=label)["images"],
                                model.decode(mean, label, guided=False), rtol=1e-6, atol=1e-6)
@@ -301,18 +302,18 @@ def test_warmup_file_holds_real_requests_for_every_signature(trained):
     from tensorflow_serving.apis import prediction_log_pb2
 
     path = trained["export"]
-    records = tf.data.TFRecordDataset(str(path / "assets.extra" / export_lib.WARMUP_FILE))
+    records = tf.data.TFRecordDataset(str(path / "assets.extra" / contract.WARMUP_FILE))
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
     requests = [log.predict_log.request for log in logs]
     assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
     assert {r.model_spec.name for r in requests} == {"cvae"}  # the base path's name
     assert Counter(r.model_spec.signature_name for r in requests) == {
-        name: len(export_lib.WARMUP_BATCH_SIZES) for name in export_lib.SIGNATURES}
+        name: len(contract.WARMUP_BATCH_SIZES) for name in contract.SIGNATURES}
     served = tf.saved_model.load(str(path)).signatures
     batch_sizes = set()
     for request in requests:
         name = request.model_spec.signature_name
-        contract = export_lib.SIGNATURES[name]
+        contract = contract.SIGNATURES[name]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         assert sorted(inputs) == sorted(contract["inputs"]), name
         assert {k: v.dtype.name for k, v in inputs.items()} == {
@@ -321,23 +322,23 @@ def test_warmup_file_holds_real_requests_for_every_signature(trained):
         out = served[name](**{k: tf.constant(v) for k, v in inputs.items()})
         assert sorted(out) == sorted(contract["outputs"]), name
         assert all(np.isfinite(v.numpy()).all() for v in out.values()), name
-    assert batch_sizes == set(export_lib.WARMUP_BATCH_SIZES)
+    assert batch_sizes == set(contract.WARMUP_BATCH_SIZES)
 
 
 def test_serving_functions_take_the_contract_inputs_in_order(monkeypatch):
     prior = Config.small().replace(sampling="prior").model
-    module = export_lib.ServingModule(build_model(prior))
+    module = serving_module.ServingModule(build_model(prior))
     for name, function in module.signatures().items():
         specs = function.input_signature
-        assert [s.name for s in specs] == list(export_lib.SIGNATURES[name]["inputs"]), name
-    swapped = dict(export_lib.SIGNATURES)
+        assert [s.name for s in specs] == list(contract.SIGNATURES[name]["inputs"]), name
+    swapped = dict(contract.SIGNATURES)
     inputs = swapped["restyle"]["inputs"]
     swapped["restyle"] = {**swapped["restyle"], "inputs": {
         "images": inputs["images"], "target_label": inputs["target_label"],
         "label": inputs["label"]}}
     monkeypatch.setattr(export_lib, "SIGNATURES", swapped)
     with pytest.raises(RuntimeError, match=r"_restyle takes \['images', 'label', 'target_label'\]"):
-        export_lib.ServingModule(build_model(prior))
+        serving_module.ServingModule(build_model(prior))
 
 
 def _listing(folder):

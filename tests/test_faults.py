@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from cvae.config import Config
-from cvae.train import RunError, train
+from cvae.training.train import RunError, train
 from conftest import REPO, run_python
 
 # 1,024 images in batches of 64: 16 steps an epoch; small layers, deterministic kernels.

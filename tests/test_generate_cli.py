@@ -140,7 +140,8 @@ def test_npy_alone_is_made_and_written_a_batch_at_a_time(trained, tmp_path, monk
     (`limits.GENERATE_BATCH`) whatever --num, writing the .npy as they come: the images are
     those of `generate.samples`, made at once; a failure halfway leaves no file behind."""
     import pipelines.generate
-    from cvae import generate, limits
+    from cvae.serving import generate
+    from cvae import limits
 
     model_dir = trained["export"].parent
     batches, real = [], generate.generate

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import likelihoods
+from cvae.model import likelihoods
 
 KINDS = ["discretized_logistic", "bernoulli", "continuous_bernoulli"]
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from cvae import losses
+from cvae.model import losses
 
 tfd = tfp.distributions
 

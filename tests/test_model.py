@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from cvae import likelihoods, losses
+from cvae.model import likelihoods, losses
 from cvae.config import Config
-from cvae.model import build_model, one_hot_labels
+from cvae.model.vae import build_model, one_hot_labels
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_guidance_extrapolates_from_the_label_free_parameters():
 
 def test_label_dropout_hides_that_fraction_of_labels_in_training_only():
     from cvae.config import Config
-    from cvae.train import compiled_model
+    from cvae.training.train import compiled_model
 
     config = Config().replace(label_dropout=0.25)
     model = compiled_model(config, steps_per_epoch=None)
@@ -183,7 +183,7 @@ def test_label_dropout_hides_that_fraction_of_labels_in_training_only():
 
 def test_xla_loss_gives_the_plain_loss_and_gradients():
     from cvae.config import Config
-    from cvae.model import build_model
+    from cvae.model.vae import build_model
 
     for likelihood in ("discretized_logistic", "bernoulli", "continuous_bernoulli"):
         config = Config.small().replace(likelihood=likelihood).model
@@ -212,8 +212,8 @@ def test_compiled_model_takes_the_fast_path_the_config_asks_for():
     import keras
 
     from cvae.config import Config
-    from cvae.optimizers import FusedAdam
-    from cvae.train import compiled_model
+    from cvae.training.optimizers import FusedAdam
+    from cvae.training.train import compiled_model
 
     fast = compiled_model(Config.small().replace(precision="float32"), steps_per_epoch=8)
     assert type(fast.optimizer) is FusedAdam and not fast.xla_loss

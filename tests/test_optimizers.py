@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae.optimizers import FusedAdam
+from cvae.training.optimizers import FusedAdam
 
 
 def _variables(seed):

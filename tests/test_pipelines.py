@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from cvae import figures, generate
+from cvae.evaluation import figures
+from cvae.serving import generate
 from cvae.applications import corruptions
 from cvae.config import Config
 from conftest import REPO, run_python

@@ -1,14 +1,15 @@
-"""Where generated images take their codes from (cvae.sampling), and the export that uses it."""
+"""Where generated images take their codes from (cvae.model.sampling), and the export that uses it."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import export as export_lib, sampling
+from cvae.serving import export as export_lib, module as serving_module
+from cvae.model import sampling
 from cvae.config import Config
 from cvae.data import load_splits
 from cvae.labels import NUM_CLASSES
-from cvae.model import build_model
+from cvae.model.vae import build_model
 
 
 def _encode_first_pixels(x, labels):
@@ -256,7 +257,7 @@ def test_exports_that_would_misdescribe_themselves_are_refused(tmp_path):
                                          "config's sampling_components is 16"):
         export_lib.export(model, config, {}, tmp_path / "c", sampler=one)
     with pytest.raises(ValueError, match="sampling='class_posterior' needs the fitted sampler"):
-        export_lib.ServingModule(model)
+        serving_module.ServingModule(model)
     assert not any((tmp_path / name).exists() for name in "abc")
 
 

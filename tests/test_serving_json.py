@@ -1,4 +1,4 @@
-"""TF Serving's REST predict JSON (cvae.serving_json) against golden files of the shipped model.
+"""TF Serving's REST predict JSON (cvae.serving.rest_json) against golden files of the shipped model.
 
 The golden requests and responses in tests/golden/ were written by tests/golden/make_golden.py,
 which builds the JSON without cvae.serving_json; re-run it when the shipped model changes.
@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from cvae import serving_json as sj
+from cvae.serving import rest_json as sj
 from conftest import REPO, SHIPPED, run_python
 
 GOLDEN = REPO / "tests" / "golden"
@@ -322,10 +322,10 @@ def test_importable_without_keras_or_tfp():
     training code cannot be imported (as on a serving host)."""
     code = f"""
 import sys
-for name in ("keras", "tf_keras", "tensorflow_probability", "cvae.model", "cvae.export"):
+for name in ("keras", "tf_keras", "tensorflow_probability", "cvae.model.vae", "cvae.serving.export"):
     sys.modules[name] = None
 import tensorflow as tf
-from cvae import serving_json as sj
+from cvae.serving import rest_json as sj
 request = open({str(GOLDEN / "decode.columnar.request.json")!r}).read()
 signature = tf.saved_model.load({str(REPO / MANIFEST["model"])!r}).signatures["decode"]
 tensors = sj.request_to_tensors(request, signature)

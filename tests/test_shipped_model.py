@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import data, export, generate
+from cvae import data
+from cvae.serving import generate, versions
 from cvae.config import Config, DataConfig
 from conftest import REPO, SHIPPED, run_python
 
@@ -20,7 +21,7 @@ def test_one_version_ships_and_it_passes_the_serving_check():
     `make train` has exported beside it."""
     base = REPO / "saved_models" / "cvae"
     assert (base / "SHIPPED").read_text() == f"{SHIPPED.name}\n"
-    assert SHIPPED == export.shipped_path(base) and SHIPPED.is_dir()
+    assert SHIPPED == versions.shipped_path(base) and SHIPPED.is_dir()
     result = run_python("-m", "pipelines.export", "--check", str(SHIPPED))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(f"ok: {SHIPPED} passed the serving check")
@@ -36,9 +37,9 @@ def test_a_newer_version_beside_the_shipped_one_changes_what_serves_not_what_shi
         n for n in names if folder == str(SHIPPED.parent) and n not in (SHIPPED.name, "SHIPPED")])
     newer = int(SHIPPED.name) + 1
     shutil.copytree(base / SHIPPED.name, base / str(newer))
-    assert export.versions(base) == [int(SHIPPED.name), newer]
-    assert export.shipped_version(base) == int(SHIPPED.name)
-    assert export.shipped_path(base) == base / SHIPPED.name
+    assert versions.versions(base) == [int(SHIPPED.name), newer]
+    assert versions.shipped_version(base) == int(SHIPPED.name)
+    assert versions.shipped_path(base) == base / SHIPPED.name
     assert generate.resolve_version(base) == base / str(newer)
     result = run_python("-m", "pipelines.generate", "--model", str(base), "--label", "Bag",
                         "--num", "1", "--out", str(tmp_path / "bag.png"))
@@ -56,7 +57,7 @@ def test_a_shipped_file_that_names_no_version_is_an_error(tmp_path, content, mes
     if content is not None:
         (tmp_path / "SHIPPED").write_text(content)
     with pytest.raises(ValueError, match=re.escape(message)):
-        export.shipped_version(tmp_path)
+        versions.shipped_version(tmp_path)
 
 
 def test_shipped_model_was_trained_by_the_defaults():
@@ -99,7 +100,7 @@ def test_samples_are_as_recognisable_as_real_images():
 def test_shipped_classifier_reaches_its_test_accuracy():
     """The yardstick of `pipelines.evaluate`: >= 0.92 on the 10,000 test images, as its
     metrics.json says."""
-    from cvae import classifier
+    from cvae.evaluation import classifier
 
     classify, metrics, path = classifier.load()
     assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == [path.name]
@@ -115,8 +116,8 @@ def test_shipped_model_samples_carry_their_label_as_the_report_says():
     """Conditional accuracy of the shipped model by the shipped classifier on 100 samples per
     class, with other seeds than the report's 1,000: overall within 0.03 of the report in
     docs/report/metrics.json (whose model must be the shipped one), every class within 0.15."""
-    from cvae import classifier
-    from cvae import metrics as m
+    from cvae.evaluation import classifier
+    from cvae.evaluation import metrics as m
     from conftest import REPO
 
     report = json.loads((REPO / "docs" / "report" / "metrics.json").read_text())["model"]
@@ -135,11 +136,11 @@ def test_shipped_model_samples_carry_their_label_as_the_report_says():
 
 
 def test_shipped_codes_come_from_mixtures_fitted_to_the_training_images():
-    """`serving_default` draws z from each class's mixture of Gaussians (cvae.sampling);
+    """`serving_default` draws z from each class's mixture of Gaussians (cvae.model.sampling);
     refitting them through the export's own `encode` signature on the 55,000 training images
     (no Keras model) gives the numbers the SavedModel holds, and a class's samples are coded
     near its mixture's centre."""
-    from cvae import sampling
+    from cvae.model import sampling
 
     config = Config.from_json((SHIPPED / "assets.extra" / "config.json").read_text())
     assert config.model.sampling == "class_posterior" and config.model.sampling_components > 1

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cvae import losses
-from cvae import model as model_module
+from cvae.model import losses
+from cvae.model import vae as model_module
 from cvae.config import Config, resolve_precision
-from cvae.train import NonFiniteLossError, RunError, train
+from cvae.training.train import NonFiniteLossError, RunError, train
 
 
 def test_one_epoch_run_writes_its_directory(trained):
@@ -122,7 +122,7 @@ def test_a_run_that_never_checkpointed_can_start_again(tmp_path):
 
 
 def test_load_run_recomputes_metrics_of_another_epoch(trained):
-    from cvae.train import load_run
+    from cvae.training.train import load_run
 
     run_dir = trained["result"].run_dir
     metrics_file = run_dir / "metrics.json"
@@ -187,7 +187,7 @@ def test_jit_compile_trains_the_same_model(tmp_path):
 def test_mixed_precision_computes_in_16_bits_and_evaluates_in_float32(tmp_path, precision):
     import keras
 
-    from cvae.train import compiled_model, load_run
+    from cvae.training.train import compiled_model, load_run
 
     config = Config.small(runs_dir=str(tmp_path), name=precision, precision=precision, epochs=2)
     model = compiled_model(config, steps_per_epoch=None)

@@ -7,6 +7,6 @@
 
 `importance.py` holds what they share (codes drawn from the encoder and weighted by what is
 known of the image); `corruptions.py` the masks, noise and out-of-distribution images they are
-measured on; `evaluate.py` and `figures.py` the report's sections; `served.py` the calls through
-an exported SavedModel that the command lines make.
+measured on. The exported module that serves them is `cvae.serving.module`; their calls through
+an export, `cvae.serving.applications`; the report's sections, `cvae.evaluation.applications`.
 """

@@ -26,7 +26,7 @@ import math
 
 import tensorflow as tf
 
-from cvae import likelihoods
+from cvae.model import likelihoods
 from cvae.applications import importance
 
 SEED = (15, 0)  # the draws of eps (the same for every image)

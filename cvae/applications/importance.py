@@ -7,7 +7,7 @@ import math
 
 import tensorflow as tf
 
-from cvae import likelihoods, sampling
+from cvae.model import likelihoods, sampling
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -37,7 +37,7 @@ def robust_log_prob(model, log_pixel: tf.Tensor, outlier: float) -> tf.Tensor:
 
 
 def params_image(model, params: tf.Tensor) -> tf.Tensor:
-    """The image the model shows for the decoder's parameters (`cvae.likelihoods.image`)."""
+    """The image the model shows for the decoder's parameters (`cvae.model.likelihoods.image`)."""
     return likelihoods.image(params, model.config.likelihood, model.config.min_scale)
 
 
@@ -86,9 +86,9 @@ def stateless_uniform_rows(seeds: tf.Tensor, shape, salt) -> tf.Tensor:
 def mixture_log_prob(loc: tf.Tensor, scale_tril: tf.Tensor, weights: tf.Tensor,
                      labels: tf.Tensor, z: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
     """log p(z|y) in nats, float32 [B], under class y's mixture of Gaussians from
-    `cvae.sampling` (loc [10, M, d], scale_tril [10, M, d, d], weights [10, M]) with every
+    `cvae.model.sampling` (loc [10, M, d], scale_tril [10, M, d, d], weights [10, M]) with every
     component's scale multiplied by `temperature`: the density `serving_default` draws from
-    at that temperature (`cvae.sampling.class_log_densities` at temperature 1). labels int [B],
+    at that temperature (`cvae.model.sampling.class_log_densities` at temperature 1). labels int [B],
     z [B, d]."""
     every_class = sampling.class_log_densities(z, loc, scale_tril * temperature, weights)
     return tf.gather(every_class, labels, batch_dims=1)

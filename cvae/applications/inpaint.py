@@ -39,7 +39,7 @@ def inpaint(model, log_prior_z, draw_prior_z, start_z, images: tf.Tensor, mask: 
     `images` with the pixels where `mask` is 0 filled in (`mask`: 1 = known, 0 = missing,
     nothing else, as the caller checks), the known pixels copied exactly.
     `log_prior_z(z, labels)` is log p(z|y) [B], `draw_prior_z(labels, eps, u)` draws from it
-    (eps [B, d] standard normal, u [B] uniform: `cvae.sampling.latents`) and `start_z(labels)`
+    (eps [B, d] standard normal, u [B] uniform: `cvae.model.sampling.latents`) and `start_z(labels)`
     is the first completion's code [N, d]; `iterations` rounds of `samples` codes (at least 2:
     one from each proposal); every draw comes from the row's seed alone, so a row's output
     does not depend on the batch it came in. `refine_steps` of Adam at `refine_rate` then

@@ -23,7 +23,7 @@ to 6 decimals to keep the files small; the tests compare with a tolerance of 1e-
 `inpaint`, whose gradient steps on the code can grow another CPU's last-bit differences).
 
 The JSON is built here directly from TF Serving's documented rules, without
-cvae.serving_json, so that the tests compare that module with an independent construction.
+cvae.serving.rest_json, so that the tests compare that module with an independent construction.
 Deterministic: stateless seeds, fixed inputs, sorted keys.
 """
 
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
                                             "saved_models/cvae/SHIPPED)")
     args = parser.parse_args(argv)
     if args.model is None:
-        from cvae.export import shipped_path
+        from cvae.serving.versions import shipped_path
 
         args.model = str(shipped_path(REPO / "saved_models" / "cvae").relative_to(REPO))
     model_path = REPO / args.model
