@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from typing import Callable
 
-from cvae import limits
+from cvae import limits, options
 from cvae.errors import op_error_text
 
 VERBOSE_ENV = "CVAE_VERBOSE"  # set to 1 (or pass --verbose): the libraries' log lines come back
@@ -48,9 +48,10 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def argument_parser(doc: str) -> argparse.ArgumentParser:
-    """The parser of a `pipelines.*` command: described by the first line of `doc`, each default
-    shown once, and --verbose (which `pipelines/__init__.py` reads, before TensorFlow loads)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+    """The parser of a `pipelines.*` command: described by the first paragraph of `doc` (its
+    docstring's opening sentence, however many lines it takes), each default shown once, and
+    --verbose (which `pipelines/__init__.py` reads, before TensorFlow loads)."""
+    parser = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()),
                                      formatter_class=HelpFormatter)
     parser.add_argument("--verbose", action="store_true",
                         help=f"show TensorFlow's, absl's and CUDA's own log lines and the "
@@ -71,21 +72,62 @@ def check_count(parser: argparse.ArgumentParser, flag: str, value: int | None, b
 def check_grid_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
                          max_num: int) -> None:
     """Usage errors (argparse's exit status 2) shared by the commands that write an image grid:
-    --version, --num (1..max_num), --seed, --columns, and --out and --npy (at least one; a grid
-    holds at most `limits.MAX_GRID_IMAGES` images)."""
+    --version, --num (1..max_num), --seed (`cvae.options`' bounds), --columns, and --out and
+    --npy (at least one, each with its extension; a grid holds at most `limits.MAX_GRID_IMAGES`
+    images)."""
     if args.version is not None and args.version < 1:
         parser.error(f"--version must be >= 1, got {args.version}")
     check_count(parser, "--num", args.num, max_num)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if (problem := options.seed_problem(args.seed)) is not None:
+        parser.error(problem)
     check_count(parser, "--columns", args.columns, limits.MAX_GRID_IMAGES)
     if args.out is None and args.npy is None:
         parser.error("give --out (a PNG grid), --npy (the images as an array) or both")
-    if args.out is not None and not args.out.lower().endswith(".png"):
-        parser.error(f"--out must name a .png file, got {args.out}")
+    for flag, path in (("--out", args.out), ("--npy", args.npy)):
+        if path is not None and (problem := options.output_problem(flag, path)) is not None:
+            parser.error(problem)
     if args.out is not None and args.num > limits.MAX_GRID_IMAGES:
         parser.error(f"--out: a PNG grid holds at most {limits.MAX_GRID_IMAGES} images, got "
                      f"--num {args.num}; write them with --npy alone")
+
+
+# Flags an action would ignore, refused rather than silently dropped, the same way by every
+# command that has the action: what the action does, and the flags it takes no value of.
+IGNORED_FLAGS = {
+    "--restyle": ("redraws one image and draws nothing at random", ("num", "seed")),
+    "--denoise": ("cleans one image and draws nothing at random", ("num", "seed")),
+    "--classify": ("prints one line per image and writes no file",
+                   ("label", "num", "seed", "columns", "out", "npy")),
+}
+
+
+def refuse_ignored_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                         action: str) -> None:
+    """A usage error naming the flags `action` (a key of IGNORED_FLAGS) would ignore that were
+    given (not None), if any."""
+    what, names = IGNORED_FLAGS[action]
+    given = [f"--{name}" for name in names if getattr(args, name, None) is not None]
+    if given:
+        parser.error(f"{action} {what}; it takes no {', '.join(given)}")
+
+
+def check_mask(parser: argparse.ArgumentParser, spec: str) -> None:
+    """A usage error unless --mask is a name in `options.MASK_NAMES` or a file there is."""
+    if (problem := options.mask_problem(spec)) is not None:
+        parser.error(problem)
+
+
+def check_inputs(*paths: str | None) -> None:
+    """OSError "PATH: cannot read (REASON)" for the first input file given (not None) that
+    cannot be opened: before TensorFlow loads, so a typo costs no import."""
+    for path in paths:
+        if path is not None:
+            options.check_input_file(path)
+
+
+def written(*paths: str | None) -> str:
+    """The files a command wrote, for its success line: "a.png", "a.png and a.npy"."""
+    return " and ".join(path for path in paths if path)
 
 
 def verbose_requested(argv: list[str]) -> bool:

@@ -25,18 +25,22 @@ import numpy as np
 import tensorflow as tf
 
 from cvae.serving import generate
-from cvae import images, limits
+from cvae import images, limits, options
 from cvae.applications import corruptions
+from cvae.batches import seeds_for
 from cvae.serving import applications as served
 from cvae.errors import op_error_text
 from cvae.files import atomic_write_bytes
 from cvae.serving.generate import ServedModel
 
-MAX_SEED = 2**31 - 1  # a browser sends numbers as doubles: exact far past this
+# The seed's bounds and the mask names are those of `pipelines.generate` and `pipelines.client`
+# (`cvae.options`); a browser sends numbers as doubles, exact far past MAX_SEED.
+MAX_SEED = options.MAX_SEED
 MAX_UPLOAD = "1mb"  # a 28x28 PNG is well under 1 KB; Gradio refuses bigger uploads itself
 DEFAULT_IMAGES = 16  # as `pipelines.generate --num`
-INPAINT_MASKS = corruptions.MASKS[:5]  # the named halves and the centre; "random" is for tests
-COMPLETIONS = 3  # the In-painting tab draws seeds s, s+1, s+2
+INPAINT_MASKS = options.MASK_NAMES
+# The In-painting tab's completions: those of `pipelines.generate --inpaint --num 3 --seed s`.
+COMPLETIONS = 3
 
 
 class RequestError(ValueError):
@@ -107,23 +111,24 @@ def inpaint_png(model: ServedModel, data: bytes, name: str, label, mask_kind: st
                 seed) -> tuple[bytes, str]:
     """The uploaded garment (as for `restyle_png`) with the pixels a standard mask (a name in
     INPAINT_MASKS) says are missing drawn mid-gray, then COMPLETIONS completions as class
-    `label` from seeds `seed`, `seed` + 1, ... (the `inpaint` signature), in one row of a
-    pixel grid (`images.grid`: each 28x28 tile exact, 2 black pixels apart), and a caption.
-    The known pixels of every completion are the upload's."""
+    `label` from `seed` (the `inpaint` signature, with the request seeds `seeds_for` derives
+    from it), in one row of a pixel grid (`images.grid`: each 28x28 tile exact, 2 black pixels
+    apart), and a caption: byte for byte the file `pipelines.generate --inpaint IMAGE --mask
+    MASK --label L --num 3 --seed S` writes. The known pixels of every completion are the
+    upload's."""
     source = _garment(data, name)
     label_id = _label(model, label)
     if mask_kind not in INPAINT_MASKS:
         raise RequestError(f"choose the missing pixels: one of {', '.join(INPAINT_MASKS)}")
-    seed = _whole_number(seed, "seed", 0, MAX_SEED - (COMPLETIONS - 1))
+    seed = _whole_number(seed, "seed", 0, MAX_SEED)
     mask = corruptions.mask(mask_kind)[0]
     out = served.inpaint(model, np.repeat(source[np.newaxis], COMPLETIONS, 0),
                          np.repeat(mask[np.newaxis], COMPLETIONS, 0), [label_id] * COMPLETIONS,
-                         np.arange(seed, seed + COMPLETIONS, dtype=np.int32))
+                         seeds_for(seed, COMPLETIONS))
     shown = served.shown_masked(source[np.newaxis], mask[np.newaxis])
     png = images.png_bytes(images.grid(np.concatenate([shown, out]), COMPLETIONS + 1))
     return png, (f"{name} with its {mask_kind.replace('-', ' ')} missing (gray), then "
-                 f"{COMPLETIONS} completions as "
-                 f"{model.class_names[label_id]} (seeds {seed} to {seed + COMPLETIONS - 1})")
+                 f"{COMPLETIONS} completions as {model.class_names[label_id]} (seed {seed})")
 
 
 def denoise_png(model: ServedModel, data: bytes, name: str, label) -> tuple[bytes, str]:
@@ -301,7 +306,7 @@ def _inpaint_tab(model: ServedModel, outputs: Outputs) -> None:
             mask = gr.Dropdown(list(INPAINT_MASKS), value=INPAINT_MASKS[0],
                                label="Missing pixels")
             seed = gr.Number(0, label="Completion seed",
-                             info=f"the {COMPLETIONS} completions use seeds s, s+1, s+2")
+                             info="the same seed gives the same completions")
             button = gr.Button("In-paint", variant="primary")
     image, download, message = _picture("inpaint", "Masked upload and its completions")
 

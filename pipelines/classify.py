@@ -11,7 +11,7 @@ intentionally short: the logic is in `cvae.serving.applications`.
 
 import sys
 
-from cvae import cli
+from cvae import cli, options
 
 
 def parse_args(argv=None):
@@ -28,6 +28,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    cli.check_inputs(*args.images)  # before TensorFlow loads, as the model's path
+    options.resolve_version(args.model, args.version)
     import numpy as np
 
     from cvae.serving import generate

@@ -3,23 +3,25 @@
     python -m pipelines.client --url http://localhost:8501 --model cvae --label Dress --num 8 \
         --seed 0 --out dress.png [--npy dress.npy] [--version N] [--columns C] [--timeout S]
     python -m pipelines.client --grpc localhost:8500 --model cvae --label 3 --num 8 --out dress.png
-    python -m pipelines.client --url http://localhost:8501 --inpaint photo.png --mask bottom-half \
-        --label Dress --num 3 --seed 0 --out completed.png   # --mask MASK.png|right-half|centre
-    python -m pipelines.client --url http://localhost:8501 --denoise noisy.png --label Dress \
-        --out clean.png
-    python -m pipelines.client --grpc localhost:8500 --classify a.png b.png   # a line per image
+    python -m pipelines.client --url http://localhost:8501 --inpaint docs/examples/dress.png \
+        --mask bottom-half --label Dress --num 3 --seed 0 --out completed.png
+    python -m pipelines.client --url http://localhost:8501 \
+        --denoise docs/examples/noisy-dress.png --label Dress --out clean.png
+    python -m pipelines.client --grpc localhost:8500 \
+        --classify docs/examples/ankle-boot.png docs/examples/pullover.png   # a line per image
 
 The same label, seed and number give the same images as `pipelines.generate` from the
 SavedModel, and `--inpaint` the same completions as `pipelines.generate --inpaint`;
-`--classify` prints the lines of `pipelines.classify` and writes no file. This file is intentionally short: the logic is
-in `cvae.serving.client`.
+`--classify` prints the lines of `pipelines.classify` and writes no file. The options they share
+(mask names, seed bounds, output files) follow the same rules (`cvae.options`). This file is
+intentionally short: the logic is in `cvae.serving.client`.
 """
 
 import argparse
 import math
 import sys
 
-from cvae import cli, limits
+from cvae import cli, limits, options
 
 DEFAULT_NUM = 16
 # --num with --inpaint: each row of its request holds an image and a mask (6.3 KB of float32),
@@ -40,15 +42,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"how many images, in one request (default: {DEFAULT_NUM}): at most "
                              f"{limits.MAX_REQUEST_IMAGES}, and at most {MAX_INPAINT_IMAGES} "
                              f"completions with --inpaint")
-    parser.add_argument("--seed", type=int, help="same seed, same images (default: 0)")
+    parser.add_argument("--seed", type=int,
+                        help=f"same seed, same images: 0..{options.MAX_SEED} (default: 0)")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
     parser.add_argument("--inpaint", metavar="IMAGE.png",
                         help="a 28x28 8-bit grayscale PNG whose --mask pixels the `inpaint` "
                              "signature fills in: the masked image, then --num completions as "
                              "--label from --seed")
-    parser.add_argument("--mask", help="with --inpaint: bottom-half, right-half or centre (what "
-                                       "is missing), or a 28x28 PNG, white where the pixel is "
-                                       "known and black where it is missing")
+    parser.add_argument("--mask", help=f"with --inpaint: {', '.join(options.MASK_NAMES)} (what "
+                                       f"is missing), or a 28x28 PNG, white where the pixel is "
+                                       f"known and black where it is missing")
     parser.add_argument("--denoise", metavar="IMAGE.png",
                         help="a noisy 28x28 8-bit grayscale PNG of a --label garment, cleaned "
                              "by the `denoise` signature: the image, then the cleaned one")
@@ -56,10 +59,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"28x28 8-bit grayscale PNGs (at most {limits.MAX_REQUEST_IMAGES}, "
                              f"one request) for the `classify` signature: prints a line per "
                              f"image as pipelines.classify does, writes no file")
-    parser.add_argument("--out", help="PNG file to write (the grid)")
-    parser.add_argument("--npy", help="also save the float32 images [N, 28, 28, 1] here (with "
-                                      "--inpaint the completions, with --denoise the cleaned "
-                                      "image)")
+    parser.add_argument("--out", metavar="FILE.png", help="PNG file to write (the grid)")
+    parser.add_argument("--npy", metavar="FILE.npy",
+                        help="also save the float32 images [N, 28, 28, 1] here (with --inpaint "
+                             "the completions, with --denoise the cleaned image)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the server's answer")
     args = parser.parse_args(argv)
@@ -70,15 +73,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.inpaint is not None:
         if args.mask is None or args.label is None:
             parser.error("--inpaint needs --mask and --label")
+        cli.check_mask(parser, args.mask)
     elif args.mask is not None:
         parser.error("--mask goes with --inpaint")
     # Flags the action would ignore are refused rather than silently dropped.
     if args.classify is not None:
-        _refuse(parser, args, "--classify prints one line per image and writes no file",
-                ("label", "num", "seed", "columns", "out", "npy"))
+        cli.refuse_ignored_flags(parser, args, "--classify")
     elif args.denoise is not None:
-        _refuse(parser, args, "--denoise cleans one image and draws nothing at random",
-                ("num", "seed"))
+        cli.refuse_ignored_flags(parser, args, "--denoise")
         if args.label is None:
             parser.error("--denoise needs --label")
     missing = [f"--{name}" for name in ("label", "out") if getattr(args, name) is None]
@@ -104,20 +106,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace, what: str,
-            names: tuple[str, ...]) -> None:
-    """A usage error naming the flags among `names` that were given, if any."""
-    given = [f"--{name}" for name in names if getattr(args, name) is not None]
-    if given:
-        parser.error(f"{what}; it takes no {', '.join(given)}")
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     from cvae.labels import CLASS_NAMES, parse_label
 
-    # before importing TensorFlow: a typo fails at once
+    # before importing TensorFlow: a typo in a label or a file fails at once
     label = None if args.label is None else parse_label(args.label)
+    mask_file = args.mask if args.mask not in options.MASK_NAMES else None
+    cli.check_inputs(args.inpaint, mask_file, args.denoise, *(args.classify or ()))
     import io
 
     import numpy as np
@@ -162,7 +158,8 @@ def main(argv=None) -> None:
     write_files(files)  # both or neither, and only after the server answered
     address = args.url or f"grpc://{args.grpc}"
     version = "latest" if args.version is None else f"version {args.version}"
-    print(f"wrote {args.out}: {what}, model {args.model} ({version}) at {address}")
+    print(f"wrote {cli.written(args.out, args.npy)}: {what}, model {args.model} ({version}) at "
+          f"{address}")
 
 
 if __name__ == "__main__":

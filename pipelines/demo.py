@@ -1,4 +1,5 @@
-"""Serves the demo page: generate and restyle garments in a browser, from an exported SavedModel.
+"""Serves the demo page, a tab each to generate, restyle, in-paint, denoise and classify garments
+in a browser, from an exported SavedModel.
 
     python -m pipelines.demo --model saved_models/cvae [--version N] [--host 127.0.0.1] \
         [--port 7860]
@@ -14,7 +15,7 @@ import signal
 import socket
 import sys
 
-from cvae import cli
+from cvae import cli, options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +46,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if importlib.util.find_spec("gradio") is None:  # before TensorFlow loads, so it fails fast
         raise RuntimeError('the demo page needs Gradio: pip install -e ".[demo]" (or make demo)')
+    options.resolve_version(args.model, args.version)  # likewise
     # A SIGTERM (docker stop, a test ending the page) ends it as Ctrl+C does, cleaning up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from cvae import demo

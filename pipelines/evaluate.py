@@ -15,18 +15,18 @@ denoise and classify signatures also gets a section per application, each beside
 
 import sys
 
-from cvae import cli, limits
+from cvae import cli, limits, options
 
-# The counts of `cvae.evaluation.evaluate.Settings` (whose defaults apply to those not given) -> (upper
-# bound, help). The bounds are checked here, before importing it loads TensorFlow; the lower ones
-# by Settings itself.
+# The counts of `cvae.evaluation.evaluate.Settings` (whose defaults apply to those not given) ->
+# (lower bound, upper bound, help). Both bounds are checked here, before importing Settings loads
+# TensorFlow (Settings checks the lower ones again, for callers in Python).
 COUNTS = {
-    "iwae_k": (limits.MAX_IWAE_K, "importance samples per test image in the IWAE bound"),
-    "iwae_images": (limits.TEST_IMAGES, "test images in the IWAE (all by default)"),
-    "samples_per_class": (limits.MAX_SAMPLES_PER_CLASS,
+    "iwae_k": (1, limits.MAX_IWAE_K, "importance samples per test image in the IWAE bound"),
+    "iwae_images": (2, limits.TEST_IMAGES, "test images in the IWAE (all by default)"),
+    "samples_per_class": (2, limits.MAX_SAMPLES_PER_CLASS,
                           "generated images per class for the accuracy, Fréchet distance and "
                           "diversity"),
-    "frechet_images": (limits.TEST_IMAGES, "images on each side of the Fréchet distance"),
+    "frechet_images": (2, limits.TEST_IMAGES, "images on each side of the Fréchet distance"),
 }
 
 
@@ -49,9 +49,9 @@ def main(argv=None) -> None:
     parser.add_argument("--manifold-model",
                         help="a latent_dim=2 model for the manifold figures (default: the "
                              "tutorial recipe's, with --compare)")
-    for name, (bound, text) in COUNTS.items():
+    for name, (lowest, bound, text) in COUNTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name,
-                            help=f"{text}, at most {bound}")
+                            help=f"{text}, {lowest} to {bound}")
     parser.add_argument("--seed", type=int, help="seed of the samples and random draws (default: "
                                                 "cvae.evaluation.evaluate.Settings.seed)")
     parser.add_argument("--data-dir", help="folder of the IDX files (default: searched)")
@@ -63,13 +63,18 @@ def main(argv=None) -> None:
                         help=f"test images for the classification section (default: all), at "
                              f"most {limits.TEST_IMAGES}")
     args = parser.parse_args(argv)
-    for name, (bound, _) in COUNTS.items():
+    for name, (lowest, bound, _) in COUNTS.items():
         cli.check_count(parser, "--" + name.replace("_", "-"), getattr(args, name), bound,
-                        lowest=None)
+                        lowest)
+    if args.seed is not None and (problem := options.seed_problem(args.seed)) is not None:
+        parser.error(problem)
     cli.check_count(parser, "--compare-k", args.compare_k, limits.MAX_IWAE_K)
     for flag in ("--application-images", "--classify-images"):
         cli.check_count(parser, flag, getattr(args, flag[2:].replace("-", "_")),
                         limits.TEST_IMAGES, lowest=2)
+    if args.version is not None and args.version < 1:
+        parser.error(f"--version must be >= 1, got {args.version}")
+    options.resolve_version(args.model, args.version)  # a missing model, before TensorFlow too
     from cvae.evaluation import report  # TensorFlow loads after argument errors
     from cvae.evaluation import applications as apps
     from cvae.config import DataConfig

@@ -3,11 +3,15 @@
     python -m pipelines.generate --model saved_models/cvae --label Sneaker --num 16 --seed 0 \
         --out sneakers.png [--npy sneakers.npy] [--version N]
     python -m pipelines.generate --label Sneaker --num 60000 --npy sneakers.npy   # streamed
-    python -m pipelines.generate --model saved_models/cvae --restyle shirt.png --from Shirt \
-        --to Dress --out dress.png
-    python -m pipelines.generate --inpaint photo.png --mask bottom-half --label Dress --num 3 \
-        --out completed.png            # --mask MASK.png|bottom-half|right-half|centre
-    python -m pipelines.generate --denoise noisy.png --label Dress --out clean.png
+    python -m pipelines.generate --model saved_models/cvae --restyle docs/examples/shirt.png \
+        --from Shirt --to Dress --out dress.png
+    python -m pipelines.generate --inpaint docs/examples/dress.png --mask bottom-half \
+        --label Dress --num 3 --out completed.png   # --mask MASK.png or cvae.options.MASK_NAMES
+    python -m pipelines.generate --denoise docs/examples/noisy-dress.png --label Dress \
+        --out clean.png
+
+The example inputs under docs/examples/ are Fashion-MNIST test images
+(`python scripts/make_examples.py` makes them again).
 
 Without --version it loads the newest version under --model, as TF Serving serves; the version
 the project ships is the one saved_models/cvae/SHIPPED names (`make train` exports newer ones).
@@ -17,7 +21,9 @@ This file is intentionally short: the logic is in `cvae.serving.generate`.
 import argparse
 import sys
 
-from cvae import cli, limits
+from cvae import cli, limits, options
+
+DEFAULT_NUM = 16
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,10 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="version to load (default: the newest, which after `make train` is "
                              "newer than the shipped one that MODEL/SHIPPED names)")
     parser.add_argument("--label", help="class name (case-insensitive) or id 0..9")
-    parser.add_argument("--num", type=int, default=16,
-                        help=f"how many images: at most {limits.MAX_IMAGES}, and at most "
-                             f"{limits.MAX_GRID_IMAGES} with --out")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    parser.add_argument("--num", type=int,
+                        help=f"how many images (default: {DEFAULT_NUM}): at most "
+                             f"{limits.MAX_IMAGES}, and at most {limits.MAX_GRID_IMAGES} with "
+                             f"--out, {limits.MAX_REQUEST_IMAGES} with --inpaint")
+    parser.add_argument("--seed", type=int,
+                        help=f"same seed, same images: 0..{options.MAX_SEED} (default: 0)")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
     parser.add_argument("--restyle", metavar="IMAGE.png",
                         help="a 28x28 8-bit grayscale PNG (white garment on black) to redraw")
@@ -40,28 +48,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--inpaint", metavar="IMAGE.png",
                         help="a 28x28 8-bit grayscale PNG whose --mask pixels are to be filled "
                              "in: --num completions as --label, from --seed")
-    parser.add_argument("--mask", help="with --inpaint: bottom-half, right-half or centre (what "
-                                       "is missing), or a 28x28 PNG, white where the pixel is "
-                                       "known and black where it is missing")
+    parser.add_argument("--mask", help=f"with --inpaint: {', '.join(options.MASK_NAMES)} (what "
+                                       f"is missing), or a 28x28 PNG, white where the pixel is "
+                                       f"known and black where it is missing")
     parser.add_argument("--denoise", metavar="IMAGE.png",
                         help="a noisy 28x28 8-bit grayscale PNG of a --label garment to clean")
-    parser.add_argument("--out", help="PNG grid to write")
-    parser.add_argument("--npy", help=f"save the float32 images [N, 28, 28, 1] here (alone, "
-                                      f"without --out: written {limits.GENERATE_BATCH} images "
-                                      f"at a time, whatever --num)")
+    parser.add_argument("--out", metavar="FILE.png", help="PNG grid to write")
+    parser.add_argument("--npy", metavar="FILE.npy",
+                        help=f"save the float32 images [N, 28, 28, 1] here (alone, without "
+                             f"--out: written {limits.GENERATE_BATCH} images at a time, "
+                             f"whatever --num)")
     args = parser.parse_args(argv)
     if sum(bool(a) for a in (args.restyle, args.inpaint, args.denoise)) > 1:
         parser.error("give one of --restyle, --inpaint and --denoise")
     if args.inpaint:
         if args.mask is None or args.label is None:
             parser.error("--inpaint needs --mask and --label")
+        cli.check_mask(parser, args.mask)
     elif args.mask is not None:
         parser.error("--mask goes with --inpaint")
     if args.restyle:
         if args.from_label is None or args.to_label is None:
             parser.error("--restyle needs --from and --to")
+        cli.refuse_ignored_flags(parser, args, "--restyle")
     elif args.label is None:
         parser.error("give --label (or --restyle with --from and --to)")
+    if args.denoise:
+        cli.refuse_ignored_flags(parser, args, "--denoise")
+    args.num = DEFAULT_NUM if args.num is None else args.num
+    args.seed = 0 if args.seed is None else args.seed
     cli.check_grid_arguments(parser, args, limits.MAX_IMAGES)
     if args.inpaint:  # the completions are one request
         cli.check_count(parser, "--num", args.num, limits.MAX_REQUEST_IMAGES)
@@ -70,6 +85,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # Before TensorFlow loads: a typo in a label, a file or the model's path fails at once.
+    from cvae.labels import parse_label
+
+    for label in (args.label, args.from_label, args.to_label):
+        if label is not None:
+            parse_label(label)
+    mask_file = args.mask if args.mask not in options.MASK_NAMES else None
+    cli.check_inputs(args.restyle, args.inpaint, mask_file, args.denoise)
+    options.resolve_version(args.model, args.version)
     import numpy as np
 
     from cvae.serving import generate
@@ -94,13 +118,15 @@ def main(argv=None) -> None:
             source = images.read_png_28x28(args.denoise)
             label = model.label_id(args.label)
             out = served.denoise(model, source[np.newaxis], [label])
-            tiles, columns = np.concatenate([source[np.newaxis], out]), 2  # input | cleaned
+            tiles = np.concatenate([source[np.newaxis], out])  # input | cleaned
+            columns = args.columns or 2
             what = f"{args.denoise} denoised as {model.class_names[label]}"
     elif args.restyle:
         source = images.read_png_28x28(args.restyle)
         ids = model.label_id(args.from_label), model.label_id(args.to_label)
         out = generate.restyle(model, source[np.newaxis], [ids[0]], [ids[1]])
-        tiles, columns = np.concatenate([source[np.newaxis], out]), 2  # input | restyled
+        tiles = np.concatenate([source[np.newaxis], out])  # input | restyled
+        columns = args.columns or 2
         what = f"{args.restyle} ({model.class_names[ids[0]]}) as {model.class_names[ids[1]]}"
     else:
         label = model.label_id(args.label)
@@ -122,7 +148,7 @@ def main(argv=None) -> None:
         np.save(buffer, out)
         files[args.npy] = buffer.getvalue()
     write_files(files)  # both or neither
-    print(f"wrote {args.out or args.npy}: {what}, model {model.path}")
+    print(f"wrote {cli.written(args.out, args.npy)}: {what}, model {model.path}")
 
 
 if __name__ == "__main__":

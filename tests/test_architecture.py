@@ -23,7 +23,7 @@ LAYERS = (
     ("applications",),
     ("model",),
     ("data",),
-    ("config", "limits", "labels", "files", "images", "errors", "batches",
+    ("config", "limits", "options", "labels", "files", "images", "errors", "batches",
      "plots"),
 )
 BASICS = set(LAYERS[-1])

@@ -59,7 +59,7 @@ def test_client_writes_what_pipelines_generate_writes(served, reference, tmp_pat
     result = _client(*server, "--model", "cvae", "--num", str(NUM), "--seed", str(SEED),
                      "--out", str(out), "--npy", str(npy), importtime=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"wrote {out}: 5 x Dress (seed 3), model cvae" in result.stdout
+    assert f"wrote {out} and {npy}: 5 x Dress (seed 3), model cvae" in result.stdout
     assert served["store"].requests == before + 1  # one request for the whole batch
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "tensorflow_probability" not in imported and "keras" not in imported
@@ -197,8 +197,8 @@ def test_client_inpaints_as_the_saved_model_does(served, pictures, tmp_path, tra
                      mask_flag, "--label", "Dress", "--num", "3", "--seed", "2", "--out",
                      str(out), "--npy", str(npy))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (f"wrote {out}: 3 completion(s) of {pictures['dress']} (mask {mask_flag}) as Dress "
-            f"(seed 2), model cvae") in result.stdout
+    assert (f"wrote {out} and {npy}: 3 completion(s) of {pictures['dress']} (mask {mask_flag}) "
+            f"as Dress (seed 2), model cvae") in result.stdout
     assert served["store"].requests == before + 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done.npy", "done.png"]
     # What `pipelines.generate --inpaint` gives from the SavedModel.
@@ -218,7 +218,8 @@ def test_client_denoises_as_the_saved_model_does(served, pictures, tmp_path, tra
     result = _client(*_server(served, transport), "--denoise", str(pictures["noisy"]), "--label",
                      str(LABEL), "--out", str(out), "--npy", str(npy))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"wrote {out}: {pictures['noisy']} denoised as Dress, model cvae" in result.stdout
+    assert (f"wrote {out} and {npy}: {pictures['noisy']} denoised as Dress, model cvae"
+            in result.stdout)
     noisy = images.read_png_28x28(pictures["noisy"])[None]
     cleaned = served_app.denoise(pictures["model"], noisy, [LABEL])
     np.testing.assert_array_equal(np.load(npy), cleaned)

@@ -283,7 +283,7 @@ def _garment() -> np.ndarray:
 
 def test_inpainting_keeps_the_known_pixels_of_the_upload(page):
     """The top's bottom half masked: the page shows the masked upload and three completions
-    (seeds 4, 5, 6) whose top halves are the upload's, pixel for pixel, and offers them."""
+    (from seed 4) whose top halves are the upload's, pixel for pixel, and offers them."""
     import tensorflow as tf
     from playwright.sync_api import expect
 
@@ -294,7 +294,7 @@ def test_inpainting_keeps_the_known_pixels_of_the_upload(page):
     page.get_by_label("Completion seed", exact=True).fill("4")
     page.get_by_role("button", name="In-paint").click()
     expect(page.locator("#inpaint-message")).to_contain_text(
-        "top.png with its bottom half missing (gray), then 3 completions as Shirt (seeds 4 to 6)")
+        "top.png with its bottom half missing (gray), then 3 completions as Shirt (seed 4)")
     shown = base64.b64decode(page.locator("#inpaint-image img").evaluate(FETCH_IMAGE))
     grid = tf.io.decode_png(shown).numpy()
     assert grid.shape == (32, 122, 1)  # one row of 4 tiles, 2 black pixels around each
@@ -302,7 +302,7 @@ def test_inpainting_keeps_the_known_pixels_of_the_upload(page):
     assert (tiles[0][:14] == garment[:14]).all() and (tiles[0][14:] == 128).all()
     for completion in tiles[1:]:
         assert (completion[:14] == garment[:14]).all()
-    assert not (tiles[1][14:] == tiles[2][14:]).all()  # another seed, another completion
+    assert not (tiles[1][14:] == tiles[2][14:]).all()  # another request seed, another completion
     with page.expect_download() as download:
         page.locator("#inpaint-download").click()
     assert Path(download.value.path()).read_bytes() == shown

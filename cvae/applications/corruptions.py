@@ -11,9 +11,11 @@ import os
 
 import numpy as np
 
-# The masks `pipelines.generate --mask` names, and the ones the evaluation adds; the name
-# says what is missing.
-MASKS = ("bottom-half", "top-half", "right-half", "left-half", "centre", "random")
+from cvae import options
+
+# The masks `--mask` and the demo name (`cvae.options.MASK_NAMES`), and the one the evaluation
+# adds; the name says what is missing.
+MASKS = (*options.MASK_NAMES, "random")
 RANDOM_MISSING = (0.5, 0.7)  # a "random" mask loses a fraction of pixels drawn from this range
 CENTRE = slice(7, 21)  # the centre square: the middle 14 x 14 pixels
 

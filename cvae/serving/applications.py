@@ -8,6 +8,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from cvae import options
 from cvae.applications import corruptions
 from cvae.batches import batched
 from cvae.serving.generate import ModelLoadError, ServedModel
@@ -20,15 +21,11 @@ def _signature(model: ServedModel, name: str):
     return model.signatures[name]
 
 
-# The masks `--mask` names (a mask PNG may be given instead), and what each leaves missing.
-MASK_NAMES = ("bottom-half", "right-half", "centre")
-
-
 def read_mask(spec: str | os.PathLike) -> np.ndarray:
-    """A mask float32 [28, 28, 1] (1 = known, 0 = missing) from a name in MASK_NAMES or a 28x28
-    8-bit grayscale PNG whose pixels are 255 (known) or 0 (missing); anything else raises
-    ImageError naming the file and the problem."""
-    if str(spec) in MASK_NAMES:
+    """A mask float32 [28, 28, 1] (1 = known, 0 = missing) from a name in
+    `cvae.options.MASK_NAMES` or a 28x28 8-bit grayscale PNG whose pixels are 255 (known) or 0
+    (missing); anything else raises ImageError naming the file and the problem."""
+    if str(spec) in options.MASK_NAMES:
         return corruptions.mask(str(spec))[0]
     image = read_png_28x28(spec)
     other = sorted(set(np.unique(np.round(image * 255)).astype(int).tolist()) - {0, 255})

@@ -16,10 +16,8 @@ from cvae import limits
 from cvae.batches import batched, seeds_for  # noqa: F401 (part of this module's API)
 from cvae.errors import op_error_text
 from cvae.labels import NUM_CLASSES, parse_label
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """No usable SavedModel version at the given path."""
+# Part of this module's API: the model path is resolved before TensorFlow loads (cvae.options).
+from cvae.options import ModelNotFoundError, resolve_version  # noqa: F401
 
 
 class ModelLoadError(ValueError):
@@ -40,26 +38,6 @@ class ServedModel:
 
     def label_id(self, text: str | int) -> int:
         return parse_label(text, self.class_names)
-
-
-def resolve_version(model_dir: str | os.PathLike, version: int | None = None) -> Path:
-    """`<model_dir>/<version>`, by default the highest integer version (as TF Serving serves)."""
-    base = Path(model_dir)
-    if (base / "saved_model.pb").is_file():  # a version directory given directly
-        if version is not None:
-            raise ModelNotFoundError(f"{base} is a version directory already; drop --version")
-        return base
-    if not base.is_dir():
-        raise ModelNotFoundError(f"{base}: no such model directory")
-    found = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-    if version is None:
-        if not found:
-            raise ModelNotFoundError(f"{base}: no version directories (expected {base}/1, ...)")
-        version = found[-1]
-    path = base / str(version)
-    if not (path / "saved_model.pb").is_file():
-        raise ModelNotFoundError(f"{path}: no SavedModel there (versions present: {found})")
-    return path
 
 
 def load(model_dir: str | os.PathLike, version: int | None = None) -> ServedModel:
