@@ -185,3 +185,20 @@ def test_input_file_and_output_rules():
     assert "tensorflow" not in subprocess.run(
         [sys.executable, "-c", "import sys, cvae.options, cvae.cli; print(sorted(sys.modules))"],
         cwd=REPO, capture_output=True, text=True).stdout
+
+
+def test_the_demo_inpaints_as_generate_does(tmp_path):
+    """The In-painting tab's picture is the PNG `pipelines.generate --inpaint --num 3` writes
+    for the same seed: the same request seeds, mask names and grid (docs/demo.md)."""
+    from cvae import demo
+    from cvae.serving import generate
+
+    garment = REPO / "docs" / "examples" / "dress.png"
+    out = tmp_path / "completed.png"
+    result = run_python("-m", "pipelines.generate", "--model", str(SHIPPED), "--inpaint",
+                        str(garment), "--mask", "left-half", "--label", "Dress", "--num", "3",
+                        "--seed", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    png, caption = demo.inpaint_png(generate.load(SHIPPED), garment.read_bytes(), "dress.png",
+                                    "Dress", "left-half", 5)
+    assert png == out.read_bytes() and caption.endswith("as Dress (seed 5)")
