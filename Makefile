@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 NAME ?= cvae-$(shell date +%Y%m%d-%H%M%S)
 TRAIN_ARGS ?=
 
-.PHONY: train test demo setup data clean-venv
+.PHONY: train test demo setup data browser clean-venv
 
 # The demo extra too: tests/test_demo.py drives the page in a browser.
 $(VENV)/.installed: pyproject.toml
@@ -22,12 +22,16 @@ setup: $(VENV)/.installed
 data: setup
 	@bash scripts/ensure_data.sh
 
-# The quick recipe (the shipped one in 15 epochs rather than 40); TRAIN_ARGS="--recipe cvae"
+# Debian's Chromium, which tests/test_demo.py drives (installed as root, else a message).
+browser:
+	@bash scripts/ensure_browser.sh
+
+# The quick recipe (the shipped one from scratch in 15 epochs); TRAIN_ARGS="--recipe cvae"
 # trains the shipped model itself (docs/training.md).
 train: setup data
 	$(PY) -m pipelines.train --recipe quick --name $(NAME) $(TRAIN_ARGS)
 
-test: setup data
+test: setup data browser
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The demo page on http://127.0.0.1:7860 (docs/demo.md); DEMO_ARGS="--port 8000" and the like.

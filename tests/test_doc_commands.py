@@ -150,16 +150,7 @@ def test_blocks_are_found():
     assert all(block.text.strip() for block in BLOCKS)
 
 
-# docs/evaluation.md's block trains the classifier and evaluates for 11 minutes; the page is
-# another change's to edit: its block needs the line "# not run in tests: ..." first.
-AWAITING_MARKER = {"docs/evaluation.md"}
-
-
-@pytest.mark.parametrize("page", [
-    pytest.param(page, marks=pytest.mark.xfail(
-        strict=True, reason="its block needs '# not run in tests: ...' as its first line"))
-    if str(page.relative_to(REPO)) in AWAITING_MARKER else page
-    for page in PAGES], ids=[str(p.relative_to(REPO)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
 def test_blocks_that_train_or_serve_say_so(page):
     unmarked = [f"{block.name}: {LONG.search(block.text).group()}"
                 for block in shell_blocks(page) if not block.marked and LONG.search(block.text)]

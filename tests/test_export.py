@@ -69,8 +69,12 @@ def test_every_signature_matches_the_model_in_a_process_without_cvae(tmp_path, t
         np.testing.assert_allclose(got("reconstruct/images"),
                                    model.decode(refined, label, guided=False),
                                    rtol=1e-4, atol=1e-4)
+        # restyle: the same refined code decoded under the target label, with the config's
+        # restyle guidance (1: the plain conditional decoder).
+        assert settings.restyle_refine and settings.restyle_guidance == 1
         np.testing.assert_allclose(got("restyle/images"),
-                                   model.decode(posterior["mean"], target), **close)
+                                   model.decode(refined, target, guidance=1.0),
+                                   rtol=1e-4, atol=1e-4)
         # z = loc[label, k] + T * L[label, k] @ eps, the mixtures fitted to the training images
         # (cvae.model.sampling), eps and the u that picks k from each row's seed.
         eps = np.stack([tf.random.stateless_normal([model.config.latent_dim], seed=[s, 0])
@@ -179,17 +183,36 @@ def test_reconstruct_fits_the_image_better_than_the_posterior_mean(trained):
                                model.decode(mean, label, guided=False), rtol=1e-6, atol=1e-6)
 
 
-def test_restyle_to_the_own_label_is_the_guided_reconstruction(trained):
-    """restyle decodes the posterior mean with guidance, like decode; reconstruct decodes its
-    refined code without guidance."""
+def test_restyle_to_the_own_label_is_the_reconstruction(trained):
+    """restyle decodes reconstruct's refined code under the target label without guidance, so
+    restyling to the garment's own label is its reconstruction."""
     assert trained["config"].model.guidance != 1
     sig = tf.saved_model.load(str(trained["export"])).signatures
     images = tf.random.stateless_uniform([4, 28, 28, 1], seed=[3, 4])
     label = tf.constant([0, 3, 7, 9])
-    mean = sig["encode"](images=images, label=label)["mean"]
     restyled = sig["restyle"](images=images, label=label, target_label=label)["images"]
-    np.testing.assert_array_equal(restyled, sig["decode"](z=mean, label=label)["images"])
-    assert not np.allclose(restyled, sig["reconstruct"](images=images, label=label)["images"])
+    np.testing.assert_allclose(restyled, sig["reconstruct"](images=images, label=label)["images"],
+                               rtol=1e-5, atol=1e-6)
+    mean = sig["encode"](images=images, label=label)["mean"]
+    assert not np.allclose(restyled, sig["decode"](z=mean, label=label)["images"])
+
+
+def test_an_older_config_restyles_the_guided_posterior_mean(trained, tmp_path):
+    """A config written before restyle refined its code (version 10's) reads as the encoder's
+    mean decoded with the model's guidance, which an export of it serves."""
+    old = json.loads((REPO / "saved_models/cvae/10/assets.extra/config.json").read_text())
+    settings = Config.from_dict(old).applications
+    assert settings.restyle_refine is False and settings.restyle_guidance is None
+    config = dataclasses.replace(trained["config"], applications=dataclasses.replace(
+        trained["config"].applications, restyle_refine=False, restyle_guidance=None))
+    path = export_lib.export(trained["result"].model, config, {}, tmp_path / "m")
+    sig = tf.saved_model.load(str(path)).signatures
+    images = tf.random.stateless_uniform([4, 28, 28, 1], seed=[3, 4])
+    label, target = tf.constant([0, 3, 7, 9]), tf.constant([1, 1, 2, 0])
+    mean = sig["encode"](images=images, label=label)["mean"]
+    np.testing.assert_array_equal(
+        sig["restyle"](images=images, label=label, target_label=target)["images"],
+        sig["decode"](z=mean, label=target)["images"])
 
 
 def test_exported_model_rejects_pixels_outside_0_1(trained):
@@ -313,14 +336,14 @@ def test_warmup_file_holds_real_requests_for_every_signature(trained):
     batch_sizes = set()
     for request in requests:
         name = request.model_spec.signature_name
-        contract = contract.SIGNATURES[name]
+        spec = contract.SIGNATURES[name]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        assert sorted(inputs) == sorted(contract["inputs"]), name
+        assert sorted(inputs) == sorted(spec["inputs"]), name
         assert {k: v.dtype.name for k, v in inputs.items()} == {
-            k: t.dtype for k, t in contract["inputs"].items()}, name
+            k: t.dtype for k, t in spec["inputs"].items()}, name
         batch_sizes |= {v.shape[0] for v in inputs.values()}
         out = served[name](**{k: tf.constant(v) for k, v in inputs.items()})
-        assert sorted(out) == sorted(contract["outputs"]), name
+        assert sorted(out) == sorted(spec["outputs"]), name
         assert all(np.isfinite(v.numpy()).all() for v in out.values()), name
     assert batch_sizes == set(contract.WARMUP_BATCH_SIZES)
 
@@ -336,7 +359,7 @@ def test_serving_functions_take_the_contract_inputs_in_order(monkeypatch):
     swapped["restyle"] = {**swapped["restyle"], "inputs": {
         "images": inputs["images"], "target_label": inputs["target_label"],
         "label": inputs["label"]}}
-    monkeypatch.setattr(export_lib, "SIGNATURES", swapped)
+    monkeypatch.setattr(serving_module, "SIGNATURES", swapped)
     with pytest.raises(RuntimeError, match=r"_restyle takes \['images', 'label', 'target_label'\]"):
         serving_module.ServingModule(build_model(prior))
 
