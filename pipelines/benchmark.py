@@ -74,7 +74,8 @@ def main(argv=None) -> None:
 
     given = {k: getattr(args, k) for k in ["model_dir", *SETTINGS] if getattr(args, k) is not None}
     settings = common.Settings.quick(**given) if args.quick else common.Settings(**given)
-    config = config_from_arguments(args, common.quick_config() if args.quick else Config())
+    config = config_from_arguments(args, common.quick_config() if args.quick
+                                   else Config().from_scratch())
     if args.applications:
         results = applications.run_applications(settings)
         report = applications.format_applications(results)

@@ -31,8 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"be tried out) on a machine without GPUs")
     parser.add_argument("--recipe", choices=RECIPES, default="cvae",
                         help="starting point that the config flags change: this project's "
-                             "defaults (the shipped model), the same in fewer epochs (quick, "
-                             "what `make train` runs), version 7's dense recipe (fast), the "
+                             "defaults (the shipped model: 30 epochs from version 10's "
+                             "weights), the same from random weights in 150 epochs (scratch) "
+                             "or 15 (quick, what `make train` runs), version 7's dense recipe "
+                             "(fast), the "
                              "defaults without the label (unconditional), or TensorFlow's "
                              "convolutional-VAE tutorial (see Config.quick, Config.fast, ...)")
     add_config_arguments(parser)
@@ -42,12 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-RECIPES = ("cvae", "quick", "fast", "unconditional", "tutorial")
+RECIPES = ("cvae", "scratch", "quick", "fast", "unconditional", "tutorial")
 
 
 def recipe(name: str) -> Config:
     """The base config of a --recipe name."""
-    return {"cvae": Config(), "quick": Config().quick(), "fast": Config().fast(),
+    return {"cvae": Config(), "scratch": Config().from_scratch(), "quick": Config().quick(),
+            "fast": Config().fast(),
             "unconditional": Config().unconditional(), "tutorial": Config().tutorial()}[name]
 
 

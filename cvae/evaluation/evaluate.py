@@ -42,6 +42,8 @@ class Settings:
     # Test images in the IWAE (None: all 10,000) and images per call into the model.
     iwae_images: int | None = None
     samples_per_class: int = 1000
+    # Test images of each class restyled as every other class (and back) by `label_control`.
+    restyle_per_class: int = 100
     # Images on each side of the Fréchet distance (samples, and the held-out real images).
     frechet_images: int = 5000
     seed: int = 0
@@ -51,7 +53,7 @@ class Settings:
     first_k: int | None = None
 
     def __post_init__(self):
-        for name in ("iwae_k", "samples_per_class", "frechet_images"):
+        for name in ("iwae_k", "samples_per_class", "frechet_images", "restyle_per_class"):
             if getattr(self, name) < 1:
                 raise ValueError(f"evaluate: {name}={getattr(self, name)} must be >= 1")
         if self.frechet_images < 2 or self.samples_per_class < 2:
@@ -157,6 +159,58 @@ def generate_per_class(model: ServedModel, per_class: int, seed: int) -> tuple[n
     return out["images"], labels
 
 
+def label_control(model: ServedModel, images: np.ndarray, labels: np.ndarray, classify,
+                  settings: Settings, reconstruction_mse: np.ndarray) -> dict:
+    """How far the label steers the decoder, by the evaluation classifier: `restyle` of the
+    first `restyle_per_class` test images of each class to each of the nine other classes
+    (the share recognised as the target, mean and per (source, target) pair; the share still
+    recognised as the source), the round trip restyle(restyle(x, y -> t), t -> y) against x
+    beside `reconstruct`'s squared error on the same images (`reconstruction_mse`, per image),
+    and codes drawn from N(0, I) decoded under each label (`decode`)."""
+    from cvae.evaluation.classifier import predict
+
+    pick = np.concatenate([np.flatnonzero(labels == c)[:settings.restyle_per_class]
+                           for c in range(NUM_CLASSES)])
+    x, y = images[pick], labels[pick]
+    restyle = model.signatures["restyle"]
+    pairs = np.full([NUM_CLASSES, NUM_CLASSES], np.nan)
+    still_source, trip = [], []
+    for shift in range(1, NUM_CLASSES):
+        target = ((y + shift) % NUM_CLASSES).astype(np.int32)
+        out = batched(restyle, {"images": x, "label": y, "target_label": target})["images"]
+        seen = predict(classify, out)["probabilities"].argmax(1)
+        for s in range(NUM_CLASSES):
+            pairs[s, (s + shift) % NUM_CLASSES] = float(np.mean(seen[y == s] == target[y == s]))
+        still_source.append(seen == y)
+        back = batched(restyle, {"images": out, "label": target, "target_label": y})["images"]
+        trip.append(((back - x) ** 2).mean(axis=(1, 2, 3)))
+    off = pairs[~np.eye(NUM_CLASSES, dtype=bool)]
+    worst = np.unravel_index(np.nanargmin(pairs), pairs.shape)
+    names = model.class_names
+    per_class = settings.samples_per_class
+    prior_labels = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
+    z = np.random.default_rng(settings.seed).standard_normal(
+        [len(prior_labels), model.config["model"]["latent_dim"]]).astype(np.float32)
+    drawn = batched(model.signatures["decode"], {"z": z, "label": prior_labels})["images"]
+    prior_seen = predict(classify, drawn)["probabilities"].argmax(1)
+    prior_class = {names[c]: float(np.mean(prior_seen[prior_labels == c] == c))
+                   for c in range(NUM_CLASSES)}
+    return {
+        "restyle": {
+            "images": len(x), "target_accuracy": float(off.mean()),
+            "worst_pair": {"source": names[worst[0]], "target": names[worst[1]],
+                           "accuracy": float(pairs[worst])},
+            "still_source": float(np.mean(still_source)),
+            "pairs": {names[s]: {names[t]: float(pairs[s, t]) for t in range(NUM_CLASSES)
+                                 if t != s} for s in range(NUM_CLASSES)},
+            "round_trip_mse": float(np.mean(trip)),
+            "reconstruction_mse": float(reconstruction_mse[pick].mean()),
+        },
+        "prior_codes": {"overall": float(np.mean(prior_seen == prior_labels)),
+                        "per_class": prior_class, "samples_per_class": per_class},
+    }
+
+
 def real_features(splits: Splits, classify) -> dict[str, np.ndarray]:
     """The classifier's penultimate features of the test images ("test") and of the held-out
     validation images ("held_out"): the real side of every model's Fréchet distance and
@@ -229,6 +283,17 @@ def evaluate(model: ServedModel, splits: Splits, classify, settings: Settings = 
         "classifier_accuracy": float((recognised["probabilities"].argmax(1)
                                       == test_labels).mean()),
     }
+
+    if results["conditional"]:
+        results["label_control"] = label_control(
+            model, gray_test, test_labels, classify, settings,
+            reconstruction_mse=(error ** 2).mean(axis=(1, 2, 3)))
+        control = results["label_control"]
+        log(f"restyle: target recognised {control['restyle']['target_accuracy']:.4f} (worst "
+            f"pair {control['restyle']['worst_pair']['accuracy']:.2f}), still source "
+            f"{control['restyle']['still_source']:.4f}, round trip MSE "
+            f"{control['restyle']['round_trip_mse']:.5f}; N(0, I) codes "
+            f"{control['prior_codes']['overall']:.4f}")
 
     samples, sample_labels = generate_per_class(model, settings.samples_per_class, settings.seed)
     sampled = predict(classify, samples)

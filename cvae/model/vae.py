@@ -111,7 +111,8 @@ class CVAE(keras.Model):
         self.code_adversary = (_mlp_adversary(NUM_CLASSES, dtype_policy)
                                if self.code_adversary_weight > 0 else None)
         self.label_judge = _judge(NUM_CLASSES, dtype_policy) if self.swap_weight > 0 else None
-        names = METRICS + (LABEL_METRICS if self.label_terms_on else ())
+        names = METRICS + (("adversary_ce",) if self.code_adversary is not None else ()) + (
+            ("swap_ce", "judge_ce") if self.label_judge is not None else ())
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -237,9 +238,7 @@ class CVAE(keras.Model):
           on decode(z, y') for random labels y' (z the image's code, or a draw from N(0, I)
           for a share of the batch), so the decoder draws y' from any code.
         """
-        zero = tf.constant(0.0)
-        generator, auxiliary = zero, zero
-        shown = {"adversary_ce": zero, "swap_ce": zero, "judge_ce": zero}
+        generator, auxiliary, shown = tf.constant(0.0), tf.constant(0.0), {}
         step = tf.cast(self.optimizer.iterations, tf.int64)
         if self.code_adversary is not None:
             mean = out["mean"]
@@ -271,11 +270,12 @@ class CVAE(keras.Model):
         with tf.GradientTape(persistent=label_terms) as tape:
             if label_terms:
                 out = self((x, labels, *eps), training=True)
-                terms = _negative_elbo(out["params"], x, out["mean"], out["stddev"],
-                                       tf.cast(self.kl_weight(), tf.float32),
-                                       self.config.likelihood, self.config.min_scale)
+                elbo = _xla_negative_elbo if self.xla_loss else _negative_elbo
+                terms = elbo(out["params"], x, out["mean"], out["stddev"],
+                             tf.cast(self.kl_weight(), tf.float32), self.config.likelihood,
+                             self.config.min_scale)
                 extra = self.label_terms(x, labels, out)
-                terms = {**terms, **{k: extra[k] for k in LABEL_METRICS}}
+                terms = {**terms, **{k: extra[k] for k in LABEL_METRICS if k in extra}}
                 objective = terms["loss"] + extra["generator"]
             else:
                 terms = self.loss_terms(x, labels, self.kl_weight(), *eps, training=True,

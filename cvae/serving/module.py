@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from cvae.applications import classify as classify_app
-from cvae.applications import corruptions, importance
+from cvae.applications import importance
 from cvae.applications import denoise as denoise_app
 from cvae.applications import inpaint as inpaint_app
 from cvae.config import ApplicationsConfig
@@ -98,7 +98,10 @@ class ServingModule(tf.Module):
         # SavedModel write a second copy of each that TF1-style loaders (TF Serving,
         # `saved_model_cli run`) restore instead of the one the functions read, which then fail
         # with "Could not find variable" (keras-team/keras#19274).
-        self.model_variables = [v.value for v in model.variables]
+        # The label terms' networks (`CVAE.auxiliary_variables`) train the model and serve
+        # nothing: they stay out of the export.
+        auxiliary = {id(v) for v in model.auxiliary_variables()}
+        self.model_variables = [v.value for v in model.variables if id(v) not in auxiliary]
         object.__setattr__(self, "model", model)  # untracked reference for the functions
         latent = model.config.latent_dim
         if sampler is None:
@@ -177,23 +180,34 @@ class ServingModule(tf.Module):
         p = self.model.encode(_checked_images(images), label)
         return {"mean": p["mean"], "stddev": p["stddev"]}
 
+    def _fitted_code(self, images, label):
+        """The code that best explains each image under its label (`reconstruct`'s settings:
+        `cvae.applications.inpaint.fitted_code`), [N, latent_dim]."""
+        settings = self.applications
+        return inpaint_app.fitted_code(self.model, images, label,
+                                       settings.reconstruct_refine_steps,
+                                       settings.reconstruct_refine_rate,
+                                       settings.reconstruct_pixel_outlier)
+
     def _reconstruct(self, images, label):
         _same_batch(images=images, label=label)
-        settings = self.applications
         # The code that best explains the image, each pixel's likelihood robust to what the
         # model cannot explain.
-        z = inpaint_app.fitted_code(self.model, _checked_images(images), label,
-                                    settings.reconstruct_refine_steps,
-                                    settings.reconstruct_refine_rate,
-                                    settings.reconstruct_pixel_outlier)
+        z = self._fitted_code(_checked_images(images), label)
         # Without guidance: it would move a reconstruction away from the image it reconstructs.
         return {"images": self._decode_mean(z, label, guided=False)}
 
     def _restyle(self, images, label, target_label):
         _same_batch(images=images, label=label, target_label=target_label)
         one_hot_labels(target_label)
-        mean = self.model.encode(_checked_images(images), label)["mean"]
-        return {"images": self._decode_mean(mean, target_label)}
+        settings = self.applications
+        images = _checked_images(images)
+        # The code that best explains the garment (reconstruct's, where the config refines it),
+        # drawn under the target label: the label gives the type, the code the rest.
+        z = (self._fitted_code(images, label) if settings.restyle_refine
+             else self.model.encode(images, label)["mean"])
+        guidance = settings.restyle_guidance
+        return {"images": self.model.decode(z, target_label, guidance=guidance)}
 
     def _class_prior_log_prob(self, z, labels, temperature):
         """log p(z|y) under the class's mixture with its scales times `temperature`: at the
