@@ -338,21 +338,32 @@ class ApplicationsConfig:
     # code drawn as another type it overshoots (docs/experiments.md#the-label-steers-the-decoder).
     restyle_refine: bool = True
     restyle_guidance: float | None = 1.0
+    # `upscale`: steps of gradient ascent (Adam, at this rate) on
+    # log p(observed block means | z, y) + log p(z|y) from a draw of the encoder's posterior of
+    # the upsampled input (a decoder pass forward and back a step; 0: that draw as it is);
+    # `upscale_classify_samples` codes a class in the label-less case's Bayes' rule (10 K
+    # decoder passes an image). Their measurements: docs/experiments.md#super-resolution.
+    upscale_refine_steps: int = 20
+    upscale_refine_rate: float = 0.2
+    upscale_classify_samples: int = 1
 
     def __post_init__(self):
         for name in ("classify_samples", "calibration_images", "inpaint_iterations",
-                     "denoise_samples"):
+                     "denoise_samples", "upscale_classify_samples"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
         _require(self.inpaint_samples >= 2, "inpaint_samples", self.inpaint_samples,
                  "must be >= 2 (one from the encoder, one from the class's codes)")
-        for name in ("classify_samples", "inpaint_samples", "denoise_samples"):
+        for name in ("classify_samples", "inpaint_samples", "denoise_samples",
+                     "upscale_classify_samples"):
             _at_most(name, getattr(self, name), limits.MAX_IWAE_K)
         _at_most("inpaint_iterations", self.inpaint_iterations, limits.MAX_LAYERS)
-        for name in ("inpaint_refine_steps", "denoise_refine_steps", "reconstruct_refine_steps"):
+        for name in ("inpaint_refine_steps", "denoise_refine_steps", "reconstruct_refine_steps",
+                     "upscale_refine_steps"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
             _at_most(name, getattr(self, name), limits.MAX_REFINE_STEPS)
         _at_most("calibration_images", self.calibration_images, limits.TRAIN_IMAGES)
-        for name in ("inpaint_refine_rate", "denoise_refine_rate", "reconstruct_refine_rate"):
+        for name in ("inpaint_refine_rate", "denoise_refine_rate", "reconstruct_refine_rate",
+                     "upscale_refine_rate"):
             _require(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")
         for name in ("classify_pixel_outlier", "reconstruct_pixel_outlier"):
             _require(0 <= getattr(self, name) < 1, name, getattr(self, name), "must be in [0, 1)")
@@ -485,7 +496,11 @@ _BEFORE = {"model": (("architecture", "conv"), ("label_dropout", 0.0), ("guidanc
                             ("denoise_refine_steps", 0), ("denoise_refine_rate", 0.2),
                             ("reconstruct_refine_steps", 0), ("reconstruct_refine_rate", 0.2),
                             ("reconstruct_pixel_outlier", 0.0), ("restyle_refine", False),
-                            ("restyle_guidance", None))}
+                            ("restyle_guidance", None),
+                            # upscale came later than its section: nothing to be faithful to,
+                            # so an older run exported again upscales as today's do
+                            ("upscale_refine_steps", 20), ("upscale_refine_rate", 0.2),
+                            ("upscale_classify_samples", 1))}
 
 
 def resolve_precision(precision: Precision, cpu_flags: set[str] | None = None,

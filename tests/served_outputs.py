@@ -29,6 +29,11 @@ for i, path in enumerate(sys.argv[3:]):
                         seed=inputs["seed"]),
         "denoise": dict(images=inputs["images"], label=inputs["label"]),
         "classify": dict(images=inputs["images"]),
+        # the images at 14x14 (2x2 blocks' means); label -1 for the last row: the model's choice
+        "upscale": dict(images=inputs["images"].reshape(-1, 14, 2, 14, 2, 1).mean((2, 4)),
+                        label=np.where(np.arange(len(inputs["label"])) == len(inputs["label"]) - 1,
+                                       -1, inputs["label"]).astype(np.int32),
+                        seed=inputs["seed"]),
     }
     assert sorted(sig) == sorted(calls), sorted(sig)
     for name, kwargs in calls.items():

@@ -9,7 +9,7 @@ names, then parses assets.extra/tf_serving_warmup_requests and replays every rec
 outputs against the contract. Prints one JSON object on stdout: {"problems": [...], "report":
 [...]}. CONTRACT.json is `cvae.serving.check`'s rendering of `cvae.serving.contract.SIGNATURES`: signature ->
 {"inputs"|"outputs": name -> {"dtype", "shape" (ints, "N" for the batch, "D" for a latent size
-not known), "value_range", "values" (the only values an input may take, or null)}}. This file is run by path and must not import cvae.
+not known, "S" for a low-resolution side, 14 or 7), "value_range", "values" (the only values an input may take, or null)}}. This file is run by path and must not import cvae.
 """
 
 import json
@@ -26,6 +26,7 @@ SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"  # what TF Serving runs when a request names none
 MAX_WARMUP_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
 SYNTHETIC_BATCH = 3
+SYNTHETIC_SIDE = 14  # "S" in a contract shape: a low-resolution image's side, 14 or 7
 WARMUP_PATH = "assets.extra/tf_serving_warmup_requests"
 
 
@@ -59,6 +60,8 @@ def synthetic_inputs(contract: dict, signature_def) -> dict:
         for i, d in enumerate(spec["shape"]):
             if d == "N":
                 shape.append(SYNTHETIC_BATCH)
+            elif d == "S":  # the side of a low-resolution image (upscale): 14 or 7
+                shape.append(SYNTHETIC_SIDE)
             elif d == "D":  # a latent size the caller does not know: the graph's own, if any
                 shape.append(graph_dims[i].size if i < len(graph_dims) and graph_dims[i].size > 0
                              else 1)
@@ -120,7 +123,8 @@ def check_inputs(where: str, contract: dict, signature_def, inputs: dict) -> lis
 def check_shape(where: str, shape, contract_shape, batch: set) -> list[str]:
     """Problems with `shape` against a contract shape; records the batch size in `batch`."""
     if len(shape) != len(contract_shape) or any(
-            want not in ("N", "D") and want != got for want, got in zip(contract_shape, shape)):
+            want not in ("N", "D", "S") and want != got
+            for want, got in zip(contract_shape, shape)):
         return [f"{where} has shape {shape_str(shape)}, the contract says "
                 f"{shape_str(contract_shape)}"]
     if contract_shape and contract_shape[0] == "N":

@@ -52,6 +52,16 @@ def denoise(model: ServedModel, images, labels) -> np.ndarray:
     return out["images"].numpy()
 
 
+def upscale(model: ServedModel, images, labels, seeds) -> dict[str, np.ndarray]:
+    """{"images": float32 [N, 28, 28, 1], "z", "label"}: garments `images` [N, 14, 14, 1] or
+    [N, 7, 7, 1] in [0, 1] drawn at 28x28, their block means kept, as classes `labels` (-1: the
+    model's choice by Bayes' rule) from `seeds` (int32 [N])."""
+    out = _signature(model, "upscale")(
+        images=tf.constant(images, tf.float32), label=tf.constant(labels, tf.int32),
+        seed=tf.constant(seeds, tf.int32))
+    return {key: value.numpy() for key, value in out.items()}
+
+
 def classify(model: ServedModel, images, batch: int = 500) -> dict[str, np.ndarray]:
     """{"probabilities" [N, 10], "label" [N], "log_likelihood" [N] (log p(x), nats),
     "typicality" [N] (nats; low = unlike the training garments)} for images [N, 28, 28, 1]."""

@@ -169,6 +169,7 @@ OUTPUT_DTYPES = {
     "inpaint": {"images": "float32"}, "denoise": {"images": "float32"},
     "classify": {"probabilities": "float32", "label": "int32", "log_likelihood": "float32",
                  "typicality": "float32"},
+    "upscale": {"images": "float32", "z": "float32", "label": "int32"},
 }
 
 
@@ -221,3 +222,12 @@ def classify(images, **server) -> dict[str, np.ndarray]:
     """The served model's {"probabilities", "label", "log_likelihood", "typicality"} for
     `images` [N, 28, 28, 1] in [0, 1]."""
     return predict("classify", {"images": np.asarray(images, np.float32)}, **server)
+
+
+def upscale(images, labels, seeds, **server) -> dict[str, np.ndarray]:
+    """The served model's {"images": float32 [N, 28, 28, 1] whose block means are `images`',
+    "z": the fitted codes, "label": the classes used} for garments `images` [N, 14, 14, 1] or
+    [N, 7, 7, 1] in [0, 1] of classes `labels` (-1: the model's choice), from `seeds`."""
+    inputs = {"images": np.asarray(images, np.float32), "label": np.asarray(labels, np.int32),
+              "seed": np.asarray(seeds, np.int32)}
+    return predict("upscale", inputs, **server)

@@ -23,6 +23,11 @@ WARMUP_BATCH_SIZES = (1, NUM_CLASSES)
 VERSION_NAME = re.compile(r"[0-9]+")  # what TF Serving takes for a version directory
 
 N, D = "N", "D"  # symbolic dimensions: the batch, and the latent size (config.json's latent_dim)
+# The side of a low-resolution image (`upscale`): any size in the graph, 14 or 7 at run time
+# (28 / the factors of `cvae.applications.upscale.FACTORS`); examples (warm-up, the serving
+# check's synthetic requests) are 14x14.
+S = "S"
+LOW_RES_SIDES = (14, 7)
 
 
 class TensorContract(NamedTuple):
@@ -37,7 +42,7 @@ class TensorContract(NamedTuple):
 
     def resolved_shape(self, latent_dim: int | None) -> list[int | None]:
         """The shape with N as None (any batch) and D as `latent_dim` (None: not known)."""
-        return [None if d == N else latent_dim if d == D else d for d in self.shape]
+        return [None if d in (N, S) else latent_dim if d == D else d for d in self.shape]
 
     def describe(self) -> str:
         """e.g. "int32 [N]"."""
@@ -51,6 +56,9 @@ IMAGES = TensorContract("float32", (N, 28, 28, 1), (0.0, 1.0))
 MASK = TensorContract("float32", (N, 28, 28, 1), (0.0, 1.0), values=(0.0, 1.0))  # 1 = known
 PROBABILITIES = TensorContract("float32", (N, NUM_CLASSES), (0.0, 1.0))
 NATS = TensorContract("float32", (N,))
+LOW_RES = TensorContract("float32", (N, S, S, 1), (0.0, 1.0))  # S x S, S 14 or 7
+# `upscale`'s label: a class, or -1 for "not given: the generative classifier's choice".
+LABEL_OR_UNKNOWN = TensorContract("int32", (N,), (-1, NUM_CLASSES - 1))
 
 # The serving contract, the one place it is written down: signature name -> inputs (in the order
 # the exported functions take them) and outputs. ServingModule builds its input signatures from
@@ -68,6 +76,8 @@ SIGNATURES: dict[str, dict[str, dict[str, TensorContract]]] = {
     "inpaint": {"inputs": {"images": IMAGES, "mask": MASK, "label": LABEL, "seed": SEED},
                 "outputs": {"images": IMAGES}},
     "denoise": {"inputs": {"images": IMAGES, "label": LABEL}, "outputs": {"images": IMAGES}},
+    "upscale": {"inputs": {"images": LOW_RES, "label": LABEL_OR_UNKNOWN, "seed": SEED},
+                "outputs": {"images": IMAGES, "z": LATENT, "label": LABEL}},
     "classify": {"inputs": {"images": IMAGES},
                  "outputs": {"probabilities": PROBABILITIES, "label": LABEL,
                              "log_likelihood": NATS, "typicality": NATS}},

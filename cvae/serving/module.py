@@ -13,12 +13,13 @@ from cvae.applications import classify as classify_app
 from cvae.applications import importance
 from cvae.applications import denoise as denoise_app
 from cvae.applications import inpaint as inpaint_app
+from cvae.applications import upscale as upscale_app
 from cvae.config import ApplicationsConfig
 from cvae.data import binarize_static
 from cvae.labels import NUM_CLASSES
 from cvae.model import likelihoods, sampling
 from cvae.model.vae import CVAE, checked_labels, one_hot_labels
-from cvae.serving.contract import SIGNATURES, input_specs
+from cvae.serving.contract import LOW_RES_SIDES, SIGNATURES, input_specs
 
 tfd = tfp.distributions
 
@@ -59,6 +60,35 @@ def _checked_mask(mask: tf.Tensor) -> tf.Tensor:
         binary, ["mask must be 1 (pixel known) or 0 (pixel missing) at every pixel"])
     with tf.control_dependencies([check]):
         return tf.identity(mask)
+
+
+def _checked_low_res(images: tf.Tensor) -> tf.Tensor:
+    """`images` with run-time checks that they are [N, 14, 14, 1] or [N, 7, 7, 1] (a garment at
+    half or a quarter of 28x28: sizes whose factor divides 28) and every pixel a number in
+    [0, 1]."""
+    side = tf.shape(images)[1]
+    sizes = " or ".join(f"[N, {s}, {s}, 1]" for s in LOW_RES_SIDES)
+    shape = tf.debugging.Assert(
+        tf.reduce_any(tf.equal(side, LOW_RES_SIDES)) & tf.equal(tf.shape(images)[2], side),
+        [f"images must have shape {sizes} (a 28x28 garment at half or a quarter of its size, "
+         f"factors 2 and 4; other sizes do not divide 28 into blocks), got shape",
+         tf.shape(images)])
+    with tf.control_dependencies([shape]):
+        in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
+    check = tf.debugging.Assert(
+        in_range, ["images must be float32 pixels in [0, 1] (scale 8-bit images by 1/255)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def _checked_label_or_unknown(label: tf.Tensor) -> tf.Tensor:
+    """`label` with a run-time check that it is -1 (not given) or a class 0..9."""
+    check = tf.debugging.Assert(
+        tf.reduce_all((label >= upscale_app.UNKNOWN_LABEL) & (label < NUM_CLASSES)),
+        [f"label out of range: labels must be in 0..{NUM_CLASSES - 1}, or "
+         f"{upscale_app.UNKNOWN_LABEL} (not given: the model chooses)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(label)
 
 
 def _checked_z(z: tf.Tensor, latent_dim: int) -> tf.Tensor:
@@ -142,6 +172,9 @@ class ServingModule(tf.Module):
         self.inpaint = _serving_function(self._inpaint, "inpaint", latent)
         self.denoise = _serving_function(self._denoise, "denoise", latent)
         self.classify = _serving_function(self._classify, "classify", latent)
+        self.upscale_eps = tf.constant(tf.random.stateless_normal(
+            [applications.upscale_classify_samples, latent], upscale_app.CLASSIFY_SEED))
+        self.upscale = _serving_function(self._upscale, "upscale", latent)
         # For `pipelines.evaluate`; not serving signatures (TF Serving does not see them).
         likelihood_inputs = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
                              tf.TensorSpec([None], tf.int32, name="label"),
@@ -251,6 +284,39 @@ class ServingModule(tf.Module):
             refine_steps=settings.denoise_refine_steps,
             refine_rate=settings.denoise_refine_rate)["images"]}
 
+    def _upscale(self, images, label, seed):
+        """A garment at 14x14 or 7x7 drawn at 28x28 by fitting the code to its block means, then
+        projecting the decoded image onto them (`cvae.applications.upscale`); a label of -1 is
+        Bayes' rule's choice on the same observation model. Returns the images, the fitted
+        codes and the labels used."""
+        _same_batch(images=images, label=label, seed=seed)
+        images, label = _checked_low_res(images), _checked_label_or_unknown(label)
+        settings = self.applications
+
+        def prior(z, y):
+            return self._class_prior_log_prob(z, y, 1.0)
+
+        def at(factor):
+            def run():
+                unknown = label < 0
+                chosen = tf.cond(
+                    tf.reduce_any(unknown),
+                    lambda: tf.where(unknown, tf.argmax(
+                        upscale_app.class_log_likelihoods(self.model, images, factor,
+                                                          self.upscale_eps, prior)
+                        + self.class_log_prior, -1, output_type=tf.int32), label),
+                    lambda: label)
+                out = upscale_app.upscale(self.model, images, factor, chosen, seed, prior,
+                                          settings.upscale_refine_steps,
+                                          settings.upscale_refine_rate)
+                return out["images"], out["z"], chosen
+            return run
+
+        side = tf.shape(images)[1]
+        out_images, z, chosen = tf.cond(tf.equal(side, 28 // upscale_app.FACTORS[0]),
+                                        at(upscale_app.FACTORS[0]), at(upscale_app.FACTORS[1]))
+        return {"images": out_images, "z": z, "label": chosen}
+
     def _classify(self, images):
         """p(y|x) by Bayes' rule from the per-class bounds on log p(x|y) and the training
         classes' frequencies (calibrated by classify_temperature), its argmax, log p(x) in
@@ -316,4 +382,5 @@ class ServingModule(tf.Module):
     def signatures(self) -> dict:
         return {"serving_default": self.generate, "decode": self.decode, "encode": self.encode,
                 "reconstruct": self.reconstruct, "restyle": self.restyle,
-                "inpaint": self.inpaint, "denoise": self.denoise, "classify": self.classify}
+                "inpaint": self.inpaint, "denoise": self.denoise, "classify": self.classify,
+                "upscale": self.upscale}

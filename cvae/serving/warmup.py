@@ -26,13 +26,16 @@ def warmup_requests(module: ServingModule, model_name: str) -> list:
         values = {"label": label, "seed": seed, "z": sample["z"].numpy(),
                   "images": sample["images"].numpy(), "target_label": (label + 1) % NUM_CLASSES,
                   "mask": corruptions.mask("bottom-half", n)}
+        # upscale's images: the samples at 14x14 (each pixel a 2x2 block's mean)
+        low_res = sample["images"].numpy().reshape(n, 14, 2, 14, 2, 1).mean((2, 4))
         for signature, contract in SIGNATURES.items():
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = signature
             for name, tensor in contract["inputs"].items():
+                value = low_res if (signature, name) == ("upscale", "images") else values[name]
                 request.inputs[name].CopyFrom(
-                    tf.make_tensor_proto(np.asarray(values[name], dtype=tensor.dtype)))
+                    tf.make_tensor_proto(np.asarray(value, dtype=tensor.dtype)))
             logs.append(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs
