@@ -53,8 +53,23 @@ def read_png_28x28(path: str | os.PathLike) -> np.ndarray:
     return decode_png_28x28(data, str(path))
 
 
-def decode_png_28x28(data: bytes, name: str) -> np.ndarray:
-    """`read_png_28x28` for the bytes of a file called `name` (the name is only for messages)."""
+def read_low_res_png(path: str | os.PathLike) -> np.ndarray:
+    """Reads a 14x14 or 7x7 8-bit grayscale PNG (a garment for `upscale`) as float32
+    [S, S, 1] in [0, 1]; anything else raises ImageError naming the file and the problem."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    return decode_png_28x28(data, str(path), sides=LOW_RES_SIDES)
+
+
+LOW_RES_SIDES = (14, 7)  # what `upscale` takes: 28 / 2 and 28 / 4
+
+
+def decode_png_28x28(data: bytes, name: str, sides=(28,)) -> np.ndarray:
+    """`read_png_28x28` for the bytes of a file called `name` (the name is only for messages);
+    `sides`: the square sizes taken (`read_low_res_png`'s 14 and 7)."""
     # The IHDR chunk comes first: 8-byte signature, length, "IHDR", width, height, depth, colour.
     if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
         raise ImageError(f"{name}: not a PNG file")
@@ -65,8 +80,9 @@ def decode_png_28x28(data: bytes, name: str) -> np.ndarray:
         raise ImageError(f"{name}: is a {kind} PNG; expected 8-bit grayscale")
     if depth != 8:
         raise ImageError(f"{name}: has {depth}-bit pixels; expected 8-bit grayscale")
-    if (width, height) != (28, 28):
-        raise ImageError(f"{name}: is {width}x{height}; expected 28x28")
+    if width != height or width not in sides:
+        wanted = " or ".join(f"{side}x{side}" for side in sides)
+        raise ImageError(f"{name}: is {width}x{height}; expected {wanted}")
     try:
         image = tf.io.decode_png(data, channels=1)
     except tf.errors.InvalidArgumentError as e:

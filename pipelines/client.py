@@ -7,6 +7,8 @@
         --mask bottom-half --label Dress --num 3 --seed 0 --out completed.png
     python -m pipelines.client --url http://localhost:8501 \
         --denoise docs/examples/noisy-dress.png --label Dress --out clean.png
+    python -m pipelines.client --url http://localhost:8501 \
+        --upscale small-dress.png [--label Dress] --num 3 --out upscaled.png   # 14x14 or 7x7
     python -m pipelines.client --grpc localhost:8500 \
         --classify docs/examples/ankle-boot.png docs/examples/pullover.png   # a line per image
 
@@ -55,6 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--denoise", metavar="IMAGE.png",
                         help="a noisy 28x28 8-bit grayscale PNG of a --label garment, cleaned "
                              "by the `denoise` signature: the image, then the cleaned one")
+    parser.add_argument("--upscale", metavar="IMAGE.png",
+                        help="a 14x14 or 7x7 8-bit grayscale PNG drawn at 28x28 by the `upscale` "
+                             "signature, its block means kept: the input (each pixel a block), "
+                             "then --num completions from --seed, as --label (default: the "
+                             "model's choice)")
     parser.add_argument("--classify", nargs="+", metavar="IMAGE.png",
                         help=f"28x28 8-bit grayscale PNGs (at most {limits.MAX_REQUEST_IMAGES}, "
                              f"one request) for the `classify` signature: prints a line per "
@@ -67,9 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds to wait for the server's answer")
     args = parser.parse_args(argv)
     actions = [flag for flag, value in (("--inpaint", args.inpaint), ("--denoise", args.denoise),
+                                        ("--upscale", args.upscale),
                                         ("--classify", args.classify)) if value is not None]
     if len(actions) > 1:
-        parser.error("give one of --inpaint, --denoise and --classify")
+        parser.error("give one of --inpaint, --denoise, --upscale and --classify")
     if args.inpaint is not None:
         if args.mask is None or args.label is None:
             parser.error("--inpaint needs --mask and --label")
@@ -83,7 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         cli.refuse_ignored_flags(parser, args, "--denoise")
         if args.label is None:
             parser.error("--denoise needs --label")
-    missing = [f"--{name}" for name in ("label", "out") if getattr(args, name) is None]
+    missing = [f"--{name}" for name in ("label", "out") if getattr(args, name) is None
+               and not (name == "label" and args.upscale is not None)]  # upscale: the model's
     if args.classify is None and missing:  # in argparse's words, as when both were required
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     if args.url is not None and not args.url.startswith(("http://", "https://")):
@@ -113,7 +122,8 @@ def main(argv=None) -> None:
     # before importing TensorFlow: a typo in a label or a file fails at once
     label = None if args.label is None else parse_label(args.label)
     mask_file = args.mask if args.mask not in options.MASK_NAMES else None
-    cli.check_inputs(args.inpaint, mask_file, args.denoise, *(args.classify or ()))
+    cli.check_inputs(args.inpaint, mask_file, args.denoise, args.upscale,
+                     *(args.classify or ()))
     import io
 
     import numpy as np
@@ -146,6 +156,20 @@ def main(argv=None) -> None:
         result = client.denoise(source[np.newaxis], [label], **server)
         tiles, columns = np.concatenate([source[np.newaxis], result]), args.columns or 2
         what = f"{args.denoise} denoised as {CLASS_NAMES[label]}"
+    elif args.upscale is not None:
+        source = images.read_low_res_png(args.upscale)
+        factor = 28 // source.shape[0]
+        out = client.upscale(np.repeat(source[np.newaxis], args.num, 0),
+                             [-1 if label is None else label] * args.num,
+                             seeds_for(args.seed, args.num), **server)
+        result = out["images"]
+        shown = np.repeat(np.repeat(source, factor, 0), factor, 1)  # each pixel its block
+        tiles = np.concatenate([shown[np.newaxis], result])
+        columns = args.columns or args.num + 1
+        chosen = CLASS_NAMES[int(out["label"][0])]
+        whose = "" if label is not None else " (the model's choice)"
+        what = (f"{args.num} completion(s) of {args.upscale} ({source.shape[0]}x"
+                f"{source.shape[0]}) at 28x28 as {chosen}{whose} (seed {args.seed})")
     else:
         result = client.generate(label, args.num, args.seed, **server)["images"]
         tiles, columns = result, args.columns or math.ceil(math.sqrt(args.num))

@@ -259,3 +259,47 @@ def test_clients_call_upscale(exported, servers, transport, monkeypatch):
         client.upscale(np.full([3, 9, 9, 1], 0.5, np.float32), y, seed, **where)
     with pytest.raises(client.ServingError, match=message + ".*" + re.escape(PIXELS)):
         client.upscale(np.full_like(low, np.nan), y, seed, **where)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _png(path, image):
+    path.write_bytes(tf.io.encode_png(np.round(image * 255).astype(np.uint8)).numpy())
+    return path
+
+
+def test_client_command_line_upscales_a_7x7_png(exported, servers, tmp_path):
+    """`pipelines.client --upscale` with no label: the model's choice, the grid (the input
+    as blocks, then the completions) and the .npy of completions whose block means are the
+    PNG's gray levels; a 28x28 PNG is refused before any request, with nothing written."""
+    small = _png(tmp_path / "small.png", exported["low"][4][0])
+    out, npy = tmp_path / "up.png", tmp_path / "up.npy"
+    result = run_python("-m", "pipelines.client", "--url", servers["rest"]["url"],
+                        "--upscale", str(small), "--num", "2", "--seed", "3", "--out", str(out),
+                        "--npy", str(npy), env=NO_PROXY)
+    assert result.returncode == 0, result.stderr
+    assert "2 completion(s)" in result.stdout and "the model's choice" in result.stdout
+    completions = np.load(npy)
+    assert completions.shape == (2, 28, 28, 1)
+    low = np.round(exported["low"][4][:1] * 255) / 255
+    assert _block_error(completions, np.repeat(low, 2, 0)) <= GRAY_LEVEL / 10
+    assert tf.io.decode_png(out.read_bytes()).shape[1] > 28 * 3  # three tiles
+    big = _png(tmp_path / "big.png", exported["x"][0])
+    refused = run_python("-m", "pipelines.client", "--url", servers["rest"]["url"],
+                         "--upscale", str(big), "--out", str(tmp_path / "no.png"), env=NO_PROXY)
+    assert refused.returncode == 2
+    assert "big.png: is 28x28; expected 14x14 or 7x7" in refused.stderr
+    assert not (tmp_path / "no.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upscale", "x.png", "--denoise", "y.png"], "give one of --inpaint, --denoise, --upscale"),
+    (["--upscale", "x.png", "--num", "1001"], "--num must be <= 1000, got 1001"),
+    (["--upscale", "x.png", "--num", "0"], "--num must be >= 1, got 0"),
+], ids=["two-actions", "num-over-bound", "num-0"])
+def test_client_upscale_usage_errors(tmp_path, args, message):
+    result = run_python("-m", "pipelines.client", "--url", "http://127.0.0.1:1", *args,
+                        "--out", str(tmp_path / "o.png"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o.png").exists()

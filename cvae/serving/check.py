@@ -83,6 +83,10 @@ ALLOWED_OPS = frozenset({
     # square roots and the stacked log-sum-exp of the outlier mixture); reconstruct's is
     # in-painting's with every pixel known
     "InvertPermutation", "SqrtGrad", "Unpack",
+    # upscale: the block means of an image and their gradient, the projection's division by a
+    # block's room (0 where no pixel can move), the size check, and the branch on the factor
+    # (14x14 or 7x7) and on whether any label is left to Bayes' rule
+    "AvgPool", "AvgPoolGrad", "DivNoNan", "Any", "If",
 })
 # The saver's own ops: allowed only in the functions that saver_def names (checkpoint save and
 # restore, which the loader runs to restore the variables), never in a served function.
