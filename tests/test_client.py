@@ -245,9 +245,9 @@ def test_client_classifies_as_pipelines_classify_prints(served, pictures, tmp_pa
 @pytest.mark.parametrize("args,message", [
     (["--label", "Dress", "--mask", "centre", "--out", "o.png"], "--mask goes with --inpaint"),
     (["--inpaint", "x.png", "--denoise", "y.png", "--mask", "centre", "--label", "Dress",
-      "--out", "o.png"], "give one of --inpaint, --denoise and --classify"),
+      "--out", "o.png"], "give one of --inpaint, --denoise, --upscale and --classify"),
     (["--denoise", "x.png", "--classify", "y.png"],
-     "give one of --inpaint, --denoise and --classify"),
+     "give one of --inpaint, --denoise, --upscale and --classify"),
     (["--inpaint", "x.png", "--label", "Dress", "--out", "o.png"],
      "--inpaint needs --mask and --label"),
     (["--inpaint", "x.png", "--mask", "centre", "--out", "o.png"],
