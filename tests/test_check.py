@@ -115,7 +115,7 @@ def test_a_warmup_file_must_cover_every_signature(trained, tmp_path):
                        if log.predict_log.request.model_spec.signature_name == "restyle"])
     problems = _problems(path)
     assert problems == [f"{WARMUP}: no record that runs signature(s) serving_default, decode, "
-                        "encode, reconstruct, inpaint, denoise, classify"]
+                        "encode, reconstruct, inpaint, denoise, upscale, classify"]
 
 
 def test_a_version_directory_must_be_an_integer(trained, tmp_path):
