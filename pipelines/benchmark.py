@@ -56,6 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", dest="model_dir", metavar="DIR",
                         help="SavedModel base path whose latest version generation times "
                              "(default: saved_models/cvae)")
+    parser.add_argument("--baseline-model", metavar="DIR",
+                        help="an export (version directory) whose generation is timed in the "
+                             "same run and compared (default: saved_models/cvae/10; 'none': "
+                             "no comparison)")
     for name, (bound, text) in SETTINGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=int, dest=name,
                             help=f"{text}; at most {bound}")
@@ -72,7 +76,10 @@ def main(argv=None) -> None:
     from cvae.evaluation import benchmark
     from cvae.evaluation.benchmarks import applications, common
 
-    given = {k: getattr(args, k) for k in ["model_dir", *SETTINGS] if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ["model_dir", "baseline_model", *SETTINGS]
+             if getattr(args, k) is not None}
+    if given.get("baseline_model") == "none":
+        given["baseline_model"] = None
     settings = common.Settings.quick(**given) if args.quick else common.Settings(**given)
     config = config_from_arguments(args, common.quick_config() if args.quick
                                    else Config().from_scratch())

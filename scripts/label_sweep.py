@@ -1,12 +1,15 @@
 """How far the label steers the decoder of a trained run, by the evaluation classifier.
 
     python scripts/label_sweep.py --run runs/NAME [--images 100] [--guidance 1 2.5]
+    python scripts/label_sweep.py --model saved_models/cvae/10 [--images 100]
 
 Prints, per guidance weight: restyle off-class accuracy of the target class (mean, worst
 (source, target) pair), the share still recognised as the source class, the round trip
 restyle(restyle(x, y -> t), t -> y) against x (MSE, beside plain reconstruction's), and the
 conditional accuracy of codes drawn from N(0, I) (mean, lowest class). Codes are the encoder's
-means (what `restyle` decodes). Figures for docs/experiments.md.
+means. With --model, an export instead, through its own `restyle`, `reconstruct` and `decode`
+signatures: the report's measurement (`cvae.evaluation.evaluate.label_control`). Figures for
+docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run directory, runs/<name>")
+    source.add_argument("--model", help="an export, saved_models/<name>/<version>")
     parser.add_argument("--images", type=int, default=100, help="test images per class (<= 1000)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0])
     parser.add_argument("--figure", help="a PNG of ten test garments restyled as every class "
@@ -39,6 +44,8 @@ def main(argv=None) -> int:
     from cvae.training.train import load_run
 
     start = time.perf_counter()
+    if args.model:
+        return _export(args.model, args.images, start)
     run = load_run(args.run)
     model = run.model
     splits = data.load_splits(run.config.data.__class__())
@@ -100,6 +107,30 @@ def main(argv=None) -> int:
         images.write_png(args.figure, images.grid(np.concatenate(rows), NUM_CLASSES))
         print(f"wrote {args.figure}: the first row the test garments, then one row per target")
     print(f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _export(path: str, per_class: int, start: float) -> int:
+    """The report's label figures of an export (`label_control`), printed."""
+    from cvae import data
+    from cvae.evaluation import classifier, evaluate
+    from cvae.serving.generate import load
+
+    model = load(path)
+    x_all, y_all = data.load_splits(data.DataConfig()).test
+    classify, _, _ = classifier.load()
+    out = evaluate.label_control(model, data.unit_images(x_all), y_all.astype("int32"), classify,
+                                 evaluate.Settings(restyle_per_class=per_class,
+                                                   samples_per_class=per_class))
+    rs, prior = out["restyle"], out["prior_codes"]
+    worst = rs["worst_pair"]
+    lowest = min(prior["per_class"].items(), key=lambda kv: kv[1])
+    print(f"{model.path}: restyle off-class {rs['target_accuracy']:.4f} (worst "
+          f"{worst['accuracy']:.2f}, {worst['source']}->{worst['target']}), still source "
+          f"{rs['still_source']:.4f}, round trip MSE {rs['round_trip_mse']:.5f} (reconstruct "
+          f"{rs['reconstruction_mse']:.5f}); N(0, I) codes {prior['overall']:.4f} (lowest "
+          f"{lowest[0]}: {lowest[1]:.2f}); {rs['images']} test images, "
+          f"{time.perf_counter() - start:.0f} s")
     return 0
 
 

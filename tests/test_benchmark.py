@@ -30,6 +30,8 @@ def _figures(results: dict) -> dict[str, float]:
         "batch 1 p50": g["batch_1"]["p50_ms"], "batch 1 p99": g["batch_1"]["p99_ms"],
         "batch 64 p50": g["batch_64"]["p50_ms"], "batch 64 p99": g["batch_64"]["p99_ms"],
         "batch 1000 images/s": g["batch_1000"]["images_per_second"],
+        "baseline export's batch 1000 images/s":
+            results["generation_baseline"]["batch_1000"]["images_per_second"],
         "baseline seconds": q["baseline"]["seconds"], "default seconds": q["default"]["seconds"],
         "baseline neg_elbo": q["baseline"]["neg_elbo"], "default neg_elbo": q["default"]["neg_elbo"],
         "target neg_elbo": q["target_neg_elbo"], "time ratio": q["ratio"],
@@ -85,8 +87,13 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
         [(q["ratio"], "<=", 0.5)],
         [(results["input_pipeline"]["images_per_second"] / t["images_per_second"], ">=", 10)],
         [(results["generation"]["batch_1"]["p50_ms"], "<", 20),
-         (results["generation"]["batch_1000"]["images_per_second"], ">=", 2_000)],
+         (results["generation"]["batch_1000"]["images_per_second"], ">=", 2_000),
+         (results["generation"]["batch_1000"]["images_per_second"]
+          / results["generation_baseline"]["batch_1000"]["images_per_second"], ">=", 1.0)],
     ]
+    # Generation is compared, in the same run, with version 10's export.
+    assert results["generation_baseline"]["model"].endswith("saved_models/cvae/10")
+    assert results["generation"]["model"] != results["generation_baseline"]["model"]
     printed = [line.strip() for line in result.stdout.splitlines()
                if line.strip().startswith(("PASS ", "FAIL "))]
     assert len(results["targets"]) == len(printed) == 3
@@ -105,7 +112,9 @@ def test_quick_run_reports_every_figure_and_targets_that_match_them(tmp_path):
     # The table shows the JSON's throughputs.
     for label, figure in (("training: fit", t), ("baseline: tutorial", b),
                           ("input pipeline", results["input_pipeline"]),
-                          ("baseline's pipeline", results["input_pipeline"]["baseline"])):
+                          ("baseline's pipeline", results["input_pipeline"]["baseline"]),
+                          ("baseline export's generation",
+                           results["generation_baseline"]["batch_1000"])):
         row = next(line for line in result.stdout.splitlines() if line.startswith(label))
         assert f" {figure['images_per_second']:.0f} " in row + " ", row
     assert f"wrote {out}" in result.stdout

@@ -19,7 +19,9 @@ from cvae.evaluation.benchmarks.common import (Settings, _header, _in_child, _lo
 from cvae.evaluation.benchmarks.generation import (GENERATION_LATENCY_BATCHES,
                                                    GENERATION_THROUGHPUT_BATCH,
                                                    TARGET_BATCH1000_IMAGES_PER_SECOND,
-                                                   TARGET_BATCH1_P50_MS, generation_latency)
+                                                   TARGET_BATCH1_P50_MS,
+                                                   TARGET_GENERATION_VS_BASELINE,
+                                                   generation_latency)
 from cvae.evaluation.benchmarks.quality import TARGET_TIME_RATIO, time_to_quality
 from cvae.evaluation.benchmarks.training import (BASELINE_BATCH_SIZE, TARGET_PIPELINE_FACTOR,
                                                  _baseline_child, _training_child,
@@ -60,6 +62,12 @@ def targets(results: dict) -> list[dict]:
     pipeline_factor = (results["input_pipeline"]["images_per_second"]
                        / results["training"]["images_per_second"])
     generation = results["generation"]
+    throughput = f"batch_{GENERATION_THROUGHPUT_BATCH}"
+    against = ([("batch-1000 images/s over the baseline export's",
+                 generation[throughput]["images_per_second"]
+                 / results["generation_baseline"][throughput]["images_per_second"],
+                 ">=", TARGET_GENERATION_VS_BASELINE)]
+               if "generation_baseline" in results else [])
     rows = [
         ("time to quality, default / baseline seconds",
          [("ratio", quality["ratio"], "<=", TARGET_TIME_RATIO)],
@@ -69,7 +77,7 @@ def targets(results: dict) -> list[dict]:
         ("SavedModel generation",
          [("batch-1 p50 ms", generation["batch_1"]["p50_ms"], "<", TARGET_BATCH1_P50_MS),
           ("batch-1000 images/s", generation["batch_1000"]["images_per_second"], ">=",
-           TARGET_BATCH1000_IMAGES_PER_SECOND)], True),
+           TARGET_BATCH1000_IMAGES_PER_SECOND), *against], True),
     ]
     out = []
     for name, checks, valid in rows:
@@ -94,6 +102,9 @@ def run(config: Config, settings: Settings) -> dict:
     results["input_pipeline"] = input_pipeline_throughput(config, splits.train, settings)
     _log("measuring SavedModel generation ...")
     results["generation"] = generation_latency(settings.model_dir, settings)
+    if settings.baseline_model:
+        _log(f"measuring SavedModel generation of {settings.baseline_model} ...")
+        results["generation_baseline"] = generation_latency(settings.baseline_model, settings)
     _log("measuring training throughput (child process) ...")
     results["training"] = _in_child(_training_child, config.to_json(), settings)
     _log("measuring the baseline's throughput (child process) ...")
@@ -211,6 +222,11 @@ def format_report(results: dict) -> str:
     g = gen[f"batch_{GENERATION_THROUGHPUT_BATCH}"]
     rows.append([f"generation, batch {GENERATION_THROUGHPUT_BATCH}",
                  f"{g['images_per_second']:.0f}", f"p50 {g['p50_ms']:.1f}", ""])
+    baseline = results.get("generation_baseline")
+    if baseline:
+        b = baseline[f"batch_{GENERATION_THROUGHPUT_BATCH}"]
+        rows.append([f"baseline export's generation, batch {GENERATION_THROUGHPUT_BATCH}",
+                     f"{b['images_per_second']:.0f}", f"p50 {b['p50_ms']:.1f}", ""])
     b, d = quality["baseline"], quality["default"]
     lines = [*_header(results), "",
              *_table(["measurement", "images/s", "ms", "peak RSS MiB"], rows), "",
@@ -225,7 +241,8 @@ def format_report(results: dict) -> str:
              f"speed-up of the default over the baseline: "
              f"{results['speedups']['training_images_per_second']:.2f}x training images/s, "
              f"{results['speedups']['time_to_quality']:.2f}x time to quality",
-             f"generation model: {gen['model']}", "", "targets:",
+             f"generation model: {gen['model']}" + (
+                 f" (baseline: {baseline['model']})" if baseline else ""), "", "targets:",
              *("  " + format_target(t) for t in results["targets"]),
              f"benchmark took {results['seconds']:.0f} s"]
     return "\n".join(lines)

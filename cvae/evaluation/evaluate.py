@@ -160,13 +160,14 @@ def generate_per_class(model: ServedModel, per_class: int, seed: int) -> tuple[n
 
 
 def label_control(model: ServedModel, images: np.ndarray, labels: np.ndarray, classify,
-                  settings: Settings, reconstruction_mse: np.ndarray) -> dict:
+                  settings: Settings, reconstruction_mse: np.ndarray | None = None) -> dict:
     """How far the label steers the decoder, by the evaluation classifier: `restyle` of the
     first `restyle_per_class` test images of each class to each of the nine other classes
     (the share recognised as the target, mean and per (source, target) pair; the share still
     recognised as the source), the round trip restyle(restyle(x, y -> t), t -> y) against x
-    beside `reconstruct`'s squared error on the same images (`reconstruction_mse`, per image),
-    and codes drawn from N(0, I) decoded under each label (`decode`)."""
+    beside `reconstruct`'s squared error on the same images (`reconstruction_mse`, per image of
+    `images`; None: computed here on the restyled ones), and codes drawn from N(0, I) decoded
+    under each label (`decode`)."""
     from cvae.evaluation.classifier import predict
 
     pick = np.concatenate([np.flatnonzero(labels == c)[:settings.restyle_per_class]
@@ -184,6 +185,11 @@ def label_control(model: ServedModel, images: np.ndarray, labels: np.ndarray, cl
         still_source.append(seen == y)
         back = batched(restyle, {"images": out, "label": target, "target_label": y})["images"]
         trip.append(((back - x) ** 2).mean(axis=(1, 2, 3)))
+    if reconstruction_mse is None:
+        recon = batched(model.signatures["reconstruct"], {"images": x, "label": y})["images"]
+        own_mse = ((recon - x) ** 2).mean(axis=(1, 2, 3))
+    else:
+        own_mse = reconstruction_mse[pick]
     off = pairs[~np.eye(NUM_CLASSES, dtype=bool)]
     worst = np.unravel_index(np.nanargmin(pairs), pairs.shape)
     names = model.class_names
@@ -204,7 +210,7 @@ def label_control(model: ServedModel, images: np.ndarray, labels: np.ndarray, cl
             "pairs": {names[s]: {names[t]: float(pairs[s, t]) for t in range(NUM_CLASSES)
                                  if t != s} for s in range(NUM_CLASSES)},
             "round_trip_mse": float(np.mean(trip)),
-            "reconstruction_mse": float(reconstruction_mse[pick].mean()),
+            "reconstruction_mse": float(own_mse.mean()),
         },
         "prior_codes": {"overall": float(np.mean(prior_seen == prior_labels)),
                         "per_class": prior_class, "samples_per_class": per_class},

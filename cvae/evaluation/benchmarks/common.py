@@ -24,6 +24,10 @@ class Settings:
     the project's 2-core CPU machine (docs/speed.md)."""
 
     model_dir: str = "saved_models/cvae"
+    # Generation is timed again, in the same run, on this export (a version directory), and the
+    # batch-1000 throughput compared with it: version 10, the model before the label steered
+    # the decoder. None: no comparison.
+    baseline_model: str | None = "saved_models/cvae/10"
     # Time to quality: training images (the first N of the training split) and validation
     # images (the first N // 5 of the validation split, as `--limit` does).
     train_images: int = 3000
