@@ -1,12 +1,14 @@
 """Writes the example inputs the docs' commands read, docs/examples/*.png, from the Fashion-MNIST
-test set: 28x28 8-bit grayscale PNGs, a white garment on black.
+test set: 8-bit grayscale PNGs (28x28 unless named otherwise), a white garment on black.
 
     python scripts/make_examples.py [--data-dir DIR] [--out docs/examples]
 
 ankle-boot.png and pullover.png are test images 0 and 1; shirt.png and dress.png the first test
 Shirt and Dress; noisy-dress.png that dress with Gaussian noise of standard deviation 0.2 (seed
 0, as the evaluation's denoising measures); sides-mask.png a mask (white: known, black: missing)
-whose 7 columns on either side are missing. Each run writes the same pixels.
+whose 7 columns on either side are missing; dress-14x14.png and dress-7x7.png that dress at half
+and a quarter of its size, each pixel the mean of a 2x2 or 4x4 block rounded to a gray level
+(the inputs of `upscale`). Each run writes the same pixels.
 """
 
 from __future__ import annotations
@@ -44,7 +46,17 @@ def examples(images, labels) -> dict[str, "np.ndarray"]:
             "shirt.png": first("Shirt")[..., np.newaxis],
             "dress.png": dress,
             "noisy-dress.png": np.round(noisy * 255).astype(np.uint8),
-            "sides-mask.png": mask}
+            "sides-mask.png": mask,
+            **{f"dress-{28 // f}x{28 // f}.png": _block_means(dress, f) for f in (2, 4)}}
+
+
+def _block_means(image, factor: int):
+    """uint8 [28, 28, 1] as uint8 [28 / f, 28 / f, 1]: each f x f block's mean, rounded."""
+    import numpy as np
+
+    side = 28 // factor
+    means = image.reshape(side, factor, side, factor, 1).mean((1, 3))
+    return np.round(means).astype(np.uint8)
 
 
 def main(argv=None) -> int:
