@@ -9,6 +9,8 @@
         --label Dress --num 3 --out completed.png   # --mask MASK.png or cvae.options.MASK_NAMES
     python -m pipelines.generate --denoise docs/examples/noisy-dress.png --label Dress \
         --out clean.png
+    python -m pipelines.generate --upscale docs/examples/small-dress.png [--label Dress] \
+        --num 3 --out upscaled.png   # a 14x14 or 7x7 PNG; without --label the model's choice
 
 The example inputs under docs/examples/ are Fashion-MNIST test images
 (`python scripts/make_examples.py` makes them again).
@@ -37,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num", type=int,
                         help=f"how many images (default: {DEFAULT_NUM}): at most "
                              f"{limits.MAX_IMAGES}, and at most {limits.MAX_GRID_IMAGES} with "
-                             f"--out, {limits.MAX_REQUEST_IMAGES} with --inpaint")
+                             f"--out, {limits.MAX_REQUEST_IMAGES} with --inpaint or --upscale")
     parser.add_argument("--seed", type=int,
                         help=f"same seed, same images: 0..{options.MAX_SEED} (default: 0)")
     parser.add_argument("--columns", type=int, help="grid columns (default: about sqrt(num))")
@@ -53,14 +55,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                                        f"known and black where it is missing")
     parser.add_argument("--denoise", metavar="IMAGE.png",
                         help="a noisy 28x28 8-bit grayscale PNG of a --label garment to clean")
+    parser.add_argument("--upscale", metavar="IMAGE.png",
+                        help="a 14x14 or 7x7 8-bit grayscale PNG drawn at 28x28, its block "
+                             "means kept: the input (each pixel over its block), then --num "
+                             "completions from --seed, as --label (default: the model's "
+                             "choice)")
     parser.add_argument("--out", metavar="FILE.png", help="PNG grid to write")
     parser.add_argument("--npy", metavar="FILE.npy",
                         help=f"save the float32 images [N, 28, 28, 1] here (alone, without "
                              f"--out: written {limits.GENERATE_BATCH} images at a time, "
                              f"whatever --num)")
     args = parser.parse_args(argv)
-    if sum(bool(a) for a in (args.restyle, args.inpaint, args.denoise)) > 1:
-        parser.error("give one of --restyle, --inpaint and --denoise")
+    if sum(bool(a) for a in (args.restyle, args.inpaint, args.denoise, args.upscale)) > 1:
+        parser.error("give one of --restyle, --inpaint, --denoise and --upscale")
     if args.inpaint:
         if args.mask is None or args.label is None:
             parser.error("--inpaint needs --mask and --label")
@@ -71,14 +78,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         if args.from_label is None or args.to_label is None:
             parser.error("--restyle needs --from and --to")
         cli.refuse_ignored_flags(parser, args, "--restyle")
-    elif args.label is None:
+    elif args.label is None and not args.upscale:  # upscale without a label: the model's choice
         parser.error("give --label (or --restyle with --from and --to)")
     if args.denoise:
         cli.refuse_ignored_flags(parser, args, "--denoise")
     args.num = DEFAULT_NUM if args.num is None else args.num
     args.seed = 0 if args.seed is None else args.seed
     cli.check_grid_arguments(parser, args, limits.MAX_IMAGES)
-    if args.inpaint:  # the completions are one request
+    if args.inpaint or args.upscale:  # the completions are one request
         cli.check_count(parser, "--num", args.num, limits.MAX_REQUEST_IMAGES)
     return args
 
@@ -92,7 +99,7 @@ def main(argv=None) -> None:
         if label is not None:
             parse_label(label)
     mask_file = args.mask if args.mask not in options.MASK_NAMES else None
-    cli.check_inputs(args.restyle, args.inpaint, mask_file, args.denoise)
+    cli.check_inputs(args.restyle, args.inpaint, mask_file, args.denoise, args.upscale)
     options.resolve_version(args.model, args.version)
     import numpy as np
 
@@ -101,10 +108,20 @@ def main(argv=None) -> None:
     from cvae.files import npy_stream, write_files
 
     model = generate.load(args.model, args.version)
-    if args.inpaint or args.denoise:
+    if args.inpaint or args.denoise or args.upscale:
         from cvae.serving import applications as served
 
-        if args.inpaint:
+        if args.upscale:
+            source = images.read_low_res_png(args.upscale)
+            label = None if args.label is None else model.label_id(args.label)
+            tiles, out, chosen = served.upscale_completions(model, source, label, args.num,
+                                                            args.seed)
+            columns = args.columns or args.num + 1
+            side = source.shape[0]
+            whose = " (the model's choice)" if label is None else ""
+            what = (f"{args.num} completion(s) of {args.upscale} ({side}x{side}) at 28x28 as "
+                    f"{model.class_names[chosen]}{whose} (seed {args.seed})")
+        elif args.inpaint:
             source, mask = images.read_png_28x28(args.inpaint), served.read_mask(args.mask)
             label = model.label_id(args.label)
             out = served.inpaint(model, np.repeat(source[np.newaxis], args.num, 0),

@@ -303,3 +303,68 @@ def test_client_upscale_usage_errors(tmp_path, args, message):
                         "--out", str(tmp_path / "o.png"))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_generate_command_line_upscales_a_14x14_and_a_7x7_png(exported, tmp_path):
+    """`pipelines.generate --upscale`: the grid (the input over its blocks, then the
+    completions) and the .npy of completions, equal to the export's `upscale` for the request
+    seeds `seeds_for` derives from --seed, whose block means are the PNG's gray levels; with
+    --label as that class, without it the model's choice."""
+    from cvae.batches import seeds_for
+
+    model = str(exported["path"].parent)
+    for factor, label in ((2, "3"), (4, None)):
+        side = 28 // factor
+        small = _png(tmp_path / f"small{side}.png", exported["low"][factor][5])
+        out, npy = tmp_path / f"up{side}.png", tmp_path / f"up{side}.npy"
+        args = ["--label", label] if label is not None else []
+        result = run_python("-m", "pipelines.generate", "--model", model, "--upscale",
+                            str(small), *args, "--num", "3", "--seed", "2", "--out", str(out),
+                            "--npy", str(npy))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"3 completion(s) of {small} ({side}x{side}) at 28x28 as " in result.stdout
+        assert ("the model's choice" in result.stdout) == (label is None)
+        completions = np.load(npy)
+        low = np.round(exported["low"][factor][5:6] * 255) / 255  # the PNG's gray levels
+        direct = _upscale(exported, np.repeat(low, 3, 0).astype(np.float32),
+                          [-1 if label is None else int(label)] * 3, seeds_for(2, 3))
+        np.testing.assert_array_equal(completions, direct["images"])
+        assert _block_error(completions, np.repeat(low, 3, 0)) <= GRAY_LEVEL / 10
+        grid = tf.io.decode_png(out.read_bytes()).numpy()
+        assert grid.shape == (2 + 30, 2 + 4 * 30, 1)  # the input, then three completions
+        shown = np.round(np.repeat(np.repeat(low[0], factor, 0), factor, 1) * 255)
+        np.testing.assert_array_equal(grid[2:30, 2:30], shown.astype(np.uint8))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upscale", "x.png", "--denoise", "y.png"],
+     "give one of --restyle, --inpaint, --denoise and --upscale"),
+    (["--upscale", "x.png", "--num", "1001"], "--num must be <= 1000, got 1001"),
+    (["--upscale", "x.png", "--num", "0"], "--num must be >= 1, got 0"),
+    (["--upscale", "x.png", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--upscale", "x.png", "--label", "Sneakers"], "error: unknown class 'Sneakers'"),
+    (["--upscale", "gone.png"], "error: gone.png: cannot read (No such file or directory)"),
+], ids=["two-actions", "num-over-bound", "num-0", "seed", "label", "no-file"])
+def test_generate_upscale_usage_errors_come_before_tensorflow(tmp_path, args, message):
+    """Refused with exit status 2, TensorFlow not imported and nothing written."""
+    code = ("import runpy, sys\n"
+            "sys.argv = ['generate.py', *sys.argv[1:]]\n"
+            "try:\n"
+            "    runpy.run_module('pipelines.generate', run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    status = e.code\n"
+            "print('tensorflow' in sys.modules, status)\n")
+    (tmp_path / "x.png").write_bytes(b"")  # there, so that the flags are what is refused
+    result = run_python("-c", code, *args, "--out", str(tmp_path / "o.png"), cwd=tmp_path)
+    assert result.stdout.strip().splitlines()[-1] == "False 2", result.stderr[-2000:]
+    assert message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_generate_upscale_refuses_a_28x28_png(exported, tmp_path):
+    big = _png(tmp_path / "big.png", exported["x"][0])
+    result = run_python("-m", "pipelines.generate", "--model", str(exported["path"].parent),
+                        "--upscale", str(big), "--out", str(tmp_path / "o.png"))
+    assert result.returncode == 2
+    assert f"error: {big}: is 28x28; expected 14x14 or 7x7" in result.stderr
+    assert not (tmp_path / "o.png").exists()

@@ -1,5 +1,6 @@
 """The applications through an exported SavedModel (what `pipelines.generate --inpaint`,
-`--denoise` and `pipelines.classify` call): numpy in, numpy out, no training code, TFP or Keras."""
+`--denoise`, `--upscale` and `pipelines.classify` call): numpy in, numpy out, no training code,
+TFP or Keras."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from cvae import options
 from cvae.applications import corruptions
-from cvae.batches import batched
+from cvae.batches import batched, seeds_for
 from cvae.serving.generate import ModelLoadError, ServedModel
 from cvae.images import ImageError, read_png_28x28
 
@@ -60,6 +61,33 @@ def upscale(model: ServedModel, images, labels, seeds) -> dict[str, np.ndarray]:
         images=tf.constant(images, tf.float32), label=tf.constant(labels, tf.int32),
         seed=tf.constant(seeds, tf.int32))
     return {key: value.numpy() for key, value in out.items()}
+
+
+def upscale_completions(model: ServedModel, low: np.ndarray, label: int | None, num: int,
+                        seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(tiles, completions, the class used) for one garment `low` [S, S, 1] (S 14 or 7) in
+    [0, 1]: `num` completions at 28x28 as class `label` (None: the model's choice) from the
+    request seeds `seeds_for(seed, num)` derives; the tiles are the input shown at 28x28 (each
+    pixel over its block) and then the completions, as `pipelines.generate --upscale` and the
+    demo's Upscale tab draw them."""
+    factor = 28 // low.shape[0]
+    out = upscale(model, np.repeat(low[np.newaxis], num, 0),
+                  [-1 if label is None else label] * num, seeds_for(seed, num))
+    tiles = np.concatenate([nearest(low[np.newaxis], factor), out["images"]])
+    return tiles, out["images"], int(out["label"][0])
+
+
+def block_means(images: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of each factor x factor block of images [N, 28, 28, 1], float32
+    [N, 28 / factor, 28 / factor, 1]: the low-resolution image `upscale` takes."""
+    side = 28 // factor
+    return images.reshape(-1, side, factor, side, factor, 1).mean((2, 4), dtype=np.float64) \
+        .astype(np.float32)
+
+
+def nearest(low: np.ndarray, factor: int) -> np.ndarray:
+    """Each low-resolution pixel repeated over its factor x factor block, [N, 28, 28, 1]."""
+    return np.repeat(np.repeat(low, factor, axis=1), factor, axis=2)
 
 
 def classify(model: ServedModel, images, batch: int = 500) -> dict[str, np.ndarray]:
