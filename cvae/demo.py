@@ -4,9 +4,10 @@ The page loads a version with `cvae.serving.generate.load` (`tf.saved_model.load
 calls only its signatures. Each tab is an `Application`, shown when the export has every
 signature it calls; a new application is a build function and a line in `APPLICATIONS`. The
 requests themselves (`generate_png`, `restyle_png`, `inpaint_png`, `denoise_png`,
-`classify_text`) take plain values, return PNG bytes or text and raise `RequestError` (a
-ValueError) with the message the page shows; Gradio is imported only by `build` and `serve`.
-What the page refuses: docs/demo.md.
+`upscale_png`, `classify_text`) take plain values, return PNG bytes or text and raise
+`RequestError` (a ValueError) with the message the page shows; Gradio is imported only by
+`build` and `serve`. What the page refuses: docs/demo.md. The page is one idea, one module past
+450 lines: a tab is its request function and its layout, and a reader finds both here.
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ MAX_SEED = options.MAX_SEED
 MAX_UPLOAD = "1mb"  # a 28x28 PNG is well under 1 KB; Gradio refuses bigger uploads itself
 DEFAULT_IMAGES = 16  # as `pipelines.generate --num`
 INPAINT_MASKS = options.MASK_NAMES
-# The In-painting tab's completions: those of `pipelines.generate --inpaint --num 3 --seed s`.
+# The In-painting tab's completions: those of `pipelines.generate --inpaint --num 3 --seed s`
+# (and the Upscale tab's, of `pipelines.generate --upscale --num 3 --seed s`).
 COMPLETIONS = 3
+# The Upscale tab: a 28x28 upload is first reduced to 14x14 (factor 2) or 7x7 (4) by the mean
+# of each block, so the page shows what the model recovers beside the upload itself; a 14x14 or
+# 7x7 upload is taken as it is, its factor from its size (docs/demo.md).
+UPSCALE_FACTORS = (2, 4)
+UPLOAD_SIDES = (28, 14, 7)
+MODEL_CHOICE = "the model's choice"  # the Upscale tab's class when none is given (label -1)
 
 
 class RequestError(ValueError):
@@ -141,6 +149,44 @@ def denoise_png(model: ServedModel, data: bytes, name: str, label) -> tuple[byte
     return png, f"{name}, then denoised as {model.class_names[label_id]}"
 
 
+def upscale_png(model: ServedModel, data: bytes, name: str, label, factor,
+                seed) -> tuple[bytes, str]:
+    """A garment at 14x14 or 7x7 drawn at 28x28 (the `upscale` signature): the upload (the
+    bytes of an 8-bit grayscale PNG called `name`, 28x28, 14x14 or 7x7), at low resolution
+    shown over its blocks, then COMPLETIONS completions from `seed` as class `label`
+    (MODEL_CHOICE or None: the model's choice), in one row of a pixel grid, and a caption. A
+    28x28 upload is reduced by the block means of `factor` (2 or 4) and shown last as the
+    truth; a 14x14 or 7x7 one is taken as it is (its factor from its size), and the picture is
+    byte for byte the file `pipelines.generate --upscale IMAGE [--label L] --num 3 --seed S`
+    writes."""
+    try:
+        upload = images.decode_png_28x28(data, name, sides=UPLOAD_SIDES)
+    except images.ImageError as e:
+        raise RequestError(str(e)) from None
+    label_id = None if label in (None, "", MODEL_CHOICE) else _label(model, label)
+    if str(factor) not in tuple(map(str, UPSCALE_FACTORS)):
+        raise RequestError(f"choose the factor: 2 (a 28x28 upload seen at 14x14) or 4 (at 7x7), "
+                           f"got {factor!r}")
+    seed = _whole_number(seed, "seed", 0, MAX_SEED)
+    if upload.shape[0] == 28:
+        factor = int(factor)
+        low = served.block_means(upload[np.newaxis], factor)[0]
+        how = f"its {factor}x{factor} block means"
+    else:
+        low, factor = upload, 28 // upload.shape[0]
+        how = f"as uploaded: factor {factor}"
+    tiles, _, chosen = served.upscale_completions(model, low, label_id, COMPLETIONS, seed)
+    if upload.shape[0] == 28:
+        tiles = np.concatenate([tiles, upload[np.newaxis]])
+    side = low.shape[0]
+    whose = f" ({MODEL_CHOICE})" if label_id is None else ""
+    caption = (f"{name} at {side}x{side} ({how}), then {COMPLETIONS} completions at 28x28 as "
+               f"{model.class_names[chosen]}{whose} (seed {seed})")
+    if upload.shape[0] == 28:
+        caption += ", then the upload"
+    return images.png_bytes(images.grid(tiles, len(tiles))), caption
+
+
 def classify_text(model: ServedModel, data: bytes, name: str) -> str:
     """The uploaded garment's class and its probability, the top three, the log-likelihood
     and the typicality (nats) from the `classify` signature: the line `pipelines.classify`
@@ -226,11 +272,11 @@ def _generate_tab(model: ServedModel, outputs: Outputs) -> None:
     button.click(run, [label, num, seed], [image, download, message])
 
 
-def _upload_box(tab: str):
+def _upload_box(tab: str, sizes: str = "A 28x28"):
     import gradio as gr
 
-    return gr.File(label="A 28x28 8-bit grayscale PNG: a white garment on black, like "
-                         "Fashion-MNIST", type="filepath", elem_id=f"{tab}-upload")
+    return gr.File(label=f"{sizes} 8-bit grayscale PNG: a white garment on black, like "
+                         f"Fashion-MNIST", type="filepath", elem_id=f"{tab}-upload")
 
 
 def _picture(tab: str, label: str):
@@ -323,6 +369,31 @@ def _denoise_tab(model: ServedModel, outputs: Outputs) -> None:
                       "The upload and its denoised version", denoise_png)
 
 
+def _upscale_tab(model: ServedModel, outputs: Outputs) -> None:
+    import gradio as gr
+
+    with gr.Row():
+        upload = _upload_box("upscale", "A 28x28, 14x14 or 7x7")
+        with gr.Column():
+            factor = gr.Radio([str(f) for f in UPSCALE_FACTORS], value="2", label="Factor",
+                              info="a 28x28 upload is first reduced to 14x14 (2) or 7x7 (4) "
+                                   "by the mean of each block; a 14x14 or 7x7 upload is "
+                                   "taken as it is")
+            label = gr.Dropdown([MODEL_CHOICE] + list(model.class_names), value=MODEL_CHOICE,
+                                label="Upscale as")
+            seed = gr.Number(0, label="Upscale seed",
+                             info="the same seed gives the same completions")
+            button = gr.Button("Upscale", variant="primary")
+    image, download, message = _picture("upscale", "Low-resolution input and its completions")
+
+    def run(path, factor_value, label_value, seed_value):
+        return _png_answer(outputs, "upscale", functools.partial(upscale_png, model), path,
+                           label_value, factor_value, seed_value)
+
+    button.click(run, [upload, factor, label, seed], [image, download, message],
+                 trigger_mode="always_last")
+
+
 def _classify_tab(model: ServedModel, outputs: Outputs) -> None:
     import gradio as gr
 
@@ -350,11 +421,13 @@ APPLICATIONS = (
     Application("Restyle", ("restyle",), _restyle_tab),
     Application("In-painting", ("inpaint",), _inpaint_tab),
     Application("Denoise", ("denoise",), _denoise_tab),
+    Application("Upscale", ("upscale",), _upscale_tab),
     Application("Classify", ("classify",), _classify_tab),
 )
 
 # Fits an image to its box, keeping the pixels of a 28x28 garment sharp as it is enlarged.
-CSS = ("#generate-image img, #restyle-image img, #inpaint-image img, #denoise-image img "
+CSS = ("#generate-image img, #restyle-image img, #inpaint-image img, #denoise-image img, "
+       "#upscale-image img "
        "{ width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }")
 
 

@@ -1,5 +1,5 @@
-"""Serves the demo page, a tab each to generate, restyle, in-paint, denoise and classify garments
-in a browser, from an exported SavedModel.
+"""Serves the demo page, a tab each to generate, restyle, in-paint, denoise, upscale and classify
+garments in a browser, from an exported SavedModel.
 
     python -m pipelines.demo --model saved_models/cvae [--version N] [--host 127.0.0.1] \
         [--port 7860]

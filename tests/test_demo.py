@@ -2,7 +2,9 @@
 the shipped model on a free loopback port, as a person would click it."""
 
 import base64
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -62,17 +64,16 @@ def tools():
             _require(False, f'no {module}: pip install -e ".[test,demo]"')
 
 
-@pytest.fixture(scope="module")
-def demo_url(tools, tmp_path_factory):
-    """The URL of `python -m pipelines.demo --model <shipped version>` on a free port."""
-    root = tmp_path_factory.mktemp("demo")
+@contextlib.contextmanager
+def _demo(model: Path, root: Path):
+    """The URL of `python -m pipelines.demo --model MODEL` on a free port, its files in `root`."""
     port = _free_port()
     log = open(root / "demo.log", "w+")
     # Every file the page writes (its own and Gradio's) stays in the test's folder.
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(root),
            "GRADIO_TEMP_DIR": str(root / "gradio")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.demo", "--model", str(SHIPPED), "--port", str(port)],
+        [sys.executable, "-m", "pipelines.demo", "--model", str(model), "--port", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -99,6 +100,13 @@ def demo_url(tools, tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def demo_url(tools, tmp_path_factory):
+    """The URL of `python -m pipelines.demo --model <shipped version>` on a free port."""
+    with _demo(SHIPPED, tmp_path_factory.mktemp("demo")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +342,124 @@ def test_a_port_in_use_is_refused_before_anything_loads():
     assert result.returncode == 2
     assert result.stderr.endswith(f"demo.py: error: cannot listen on 127.0.0.1:{port} (Address "
                                   f"already in use); choose another --port or --host\n")
+
+
+# ----------------------------------------------------------------------------- upscale
+
+
+def _has_signature(model: Path, name: str) -> bool:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((model / "saved_model.pb").read_bytes())
+    return name in proto.meta_graphs[0].signature_def
+
+
+@pytest.fixture(scope="module")
+def upscale_model(tools, request):
+    """The shipped version if it has `upscale`; else (versions exported before it) the small
+    export of the `trained` fixture, which this project's code exports with every signature."""
+    if _has_signature(SHIPPED, "upscale"):
+        return SHIPPED
+    return request.getfixturevalue("trained")["export"]
+
+
+@pytest.fixture(scope="module")
+def upscale_url(upscale_model, demo_url, tmp_path_factory):
+    if upscale_model == SHIPPED:
+        yield demo_url
+        return
+    with _demo(upscale_model, tmp_path_factory.mktemp("upscale-demo")) as url:
+        yield url
+
+
+@pytest.fixture
+def upscale_page(browser, upscale_url):
+    page = browser.new_page()
+    page.goto(upscale_url)
+    page.get_by_role("tab", name="Upscale").click()
+    page.get_by_role("button", name="Upscale").wait_for()
+    yield page
+    text = page.locator("body").inner_text()
+    page.close()
+    assert "Traceback" not in text
+    assert browser.outside_requests == []
+
+
+def _upscaled_tiles(page, count: int) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    shown = base64.b64decode(page.locator("#upscale-image img").evaluate(FETCH_IMAGE))
+    grid = tf.io.decode_png(shown).numpy()
+    assert grid.shape == (32, 2 + 30 * count, 1)  # one row of tiles, 2 black pixels around each
+    return [grid[2:30, 2 + 30 * i:30 + 30 * i] for i in range(count)]
+
+
+def test_upscale_takes_a_14x14_upload_as_generate_does(upscale_model, upscale_page, tmp_path):
+    """A 14x14 upload is taken as it is (the factor choice is for 28x28 uploads): the page shows
+    the PNG `pipelines.generate --upscale IMG --label Shirt --num 3 --seed 4` writes, offers it
+    for download, and each completion's 2x2 block means are the upload's gray levels."""
+    from playwright.sync_api import expect
+
+    small = _garment().reshape(14, 2, 14, 2, 1).mean((1, 3)).round().astype(np.uint8)
+    data = _png(small)
+    (tmp_path / "small.png").write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    generated = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.generate", "--model", str(upscale_model), "--upscale",
+         str(tmp_path / "small.png"), "--label", "Shirt", "--num", "3", "--seed", "4", "--out",
+         str(tmp_path / "up.png")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    _upload(upscale_page, "small.png", data, tab="Upscale", box="upscale")
+    upscale_page.get_by_label("4", exact=True).check()  # ignored: the upload is 14x14
+    _choose(upscale_page, "Upscale as", "Shirt")
+    upscale_page.get_by_label("Upscale seed", exact=True).fill("4")
+    upscale_page.get_by_role("button", name="Upscale").click()
+    expect(upscale_page.locator("#upscale-message")).to_contain_text(
+        "small.png at 14x14 (as uploaded: factor 2), then 3 completions at 28x28 as Shirt "
+        "(seed 4)")
+    tiles = _upscaled_tiles(upscale_page, 4)
+    assert (tiles[0] == np.repeat(np.repeat(small, 2, 0), 2, 1)).all()
+    for completion in tiles[1:]:
+        means = completion.reshape(14, 2, 14, 2, 1).astype(float).mean((1, 3))
+        assert np.abs(means - small).max() <= 1.0  # a gray level: the PNG's own rounding
+    stdout, stderr = generated.communicate(timeout=300)
+    assert generated.returncode == 0, stdout + stderr
+    shown = base64.b64decode(upscale_page.locator("#upscale-image img").evaluate(FETCH_IMAGE))
+    assert shown == (tmp_path / "up.png").read_bytes()
+    with upscale_page.expect_download() as download:
+        upscale_page.locator("#upscale-download").click()
+    assert Path(download.value.path()).read_bytes() == shown
+
+
+def test_upscale_reduces_a_28x28_upload_by_the_factor(upscale_page):
+    """A 28x28 upload at factor 4: its 4x4 block means (shown over their blocks), three
+    completions as the model's choice whose block means are those, then the upload itself."""
+    from playwright.sync_api import expect
+
+    garment = _garment()
+    _upload(upscale_page, "top.png", _png(garment), tab="Upscale", box="upscale")
+    upscale_page.get_by_label("4", exact=True).check()
+    upscale_page.get_by_role("button", name="Upscale").click()
+    expect(upscale_page.locator("#upscale-message")).to_contain_text(re.compile(
+        r"top\.png at 7x7 \(its 4x4 block means\), then 3 completions at 28x28 as \w[\w/ -]* "
+        r"\(the model's choice\) \(seed 0\), then the upload"))
+    tiles = _upscaled_tiles(upscale_page, 5)
+    means = garment.reshape(7, 4, 7, 4, 1).astype(float).mean((1, 3))
+    assert np.abs(tiles[0].reshape(7, 4, 7, 4, 1).astype(float).mean((1, 3)) - means).max() <= 0.5
+    for completion in tiles[1:4]:
+        blocks = completion.reshape(7, 4, 7, 4, 1).astype(float).mean((1, 3))
+        assert np.abs(blocks - means).max() <= 1.0  # within a gray level of the upload's
+    assert (tiles[4] == garment).all()
+    assert not (tiles[1] == tiles[2]).all()  # another request seed, another completion
+
+
+def test_upscale_refuses_an_upload_of_another_size(upscale_page):
+    from playwright.sync_api import expect
+
+    _upload(upscale_page, "odd.png", _png(np.zeros([9, 9, 1], np.uint8)), tab="Upscale",
+            box="upscale")
+    upscale_page.get_by_role("button", name="Upscale").click()
+    expect(upscale_page.locator("#upscale-message")).to_contain_text(
+        "Refused: odd.png: is 9x9; expected 28x28 or 14x14 or 7x7")
+    assert upscale_page.locator("#upscale-image img").count() == 0
