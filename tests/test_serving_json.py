@@ -107,6 +107,44 @@ def test_row_and_columnar_forms_give_the_same_tensors(shipped, signature):
             np.testing.assert_array_equal(again[name], row[name])
 
 
+def test_golden_files_cover_every_signature_of_the_shipped_model(shipped):
+    """A signature the shipped model serves has its golden request and response (a version
+    exported with a new signature needs make_golden.py run again, which writes them)."""
+    assert sorted(SIGNATURES) == sorted(shipped["signatures"])
+    for signature in SIGNATURES:
+        for kind in FORMATS:
+            for part in ("request", "response"):
+                assert (GOLDEN / f"{signature}.{kind}.{part}.json").is_file()
+
+
+def test_make_golden_writes_every_signature_of_a_fresh_export(trained, tmp_path):
+    """make_golden.py on an export of this project's code (which has `upscale`): files for
+    every signature, and upscale's golden requests give its golden responses (14x14 inputs, the
+    second row's label -1 answered with the class the model chose)."""
+    out = tmp_path / "golden"
+    out.mkdir()
+    run_python(str(GOLDEN / "make_golden.py"), "--model", str(trained["export"]), "--out",
+               str(out), check=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    loaded = tf.saved_model.load(str(trained["export"]))
+    assert manifest["signatures"] == sorted(loaded.signatures) and "upscale" in manifest[
+        "signatures"]
+    assert manifest["tolerances"]["upscale"] == 1e-3
+    for kind in FORMATS:
+        request = (out / f"upscale.{kind}.request.json").read_text()
+        name, function = sj.select_signature(request, loaded.signatures)
+        tensors = sj.request_to_tensors(request, function)
+        assert name == "upscale" and tensors["images"].shape == (2, 14, 14, 1)
+        np.testing.assert_array_equal(tensors["label"], [7, -1])
+        outputs = function(**{k: tf.constant(v) for k, v in tensors.items()})
+        response = sj.outputs_to_response(outputs, row_format=sj.is_row_format(request))
+        expected = json.loads((out / f"upscale.{kind}.response.json").read_text())
+        _assert_json_close(json.loads(sj.dumps(response)), expected, 1e-3)
+        labels = ([row["label"] for row in expected["predictions"]] if kind == "row"
+                  else expected["outputs"]["label"])
+        assert labels[0] == 7 and 0 <= labels[1] <= 9
+
+
 def test_golden_rows_are_objects_and_columns_are_objects_of_whole_tensors():
     row = _golden("serving_default", "row", "request")
     assert row == {"signature_name": "serving_default",

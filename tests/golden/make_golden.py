@@ -1,6 +1,6 @@
 """Writes the golden TF Serving REST requests and responses of the shipped model.
 
-    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/N]
+    .venv/bin/python tests/golden/make_golden.py [--model saved_models/cvae/N] [--out DIR]
 
 Re-run it whenever the shipped model changes (and commit what it writes): the responses are
 the model's outputs, and `manifest.json` records the model's fingerprint, so
@@ -18,9 +18,13 @@ the `z` it returns (rounded to 4 decimals) decoded as a dress and a sneaker for 
 images it returns (rounded to 3 decimals, so still in [0, 1]) with their labels for `encode`
 and `reconstruct`, and restyled as a sandal and a coat for `restyle`; the same images with
 their bottom halves missing (seeds 0 and 1) for `inpaint`, and as they are for `denoise` and
-`classify`. Output floats are rounded
+`classify`; their 2x2 block means (rounded to 3 decimals) for `upscale`, the first as a sneaker
+and the second with label -1 (the model's choice), seeds 0 and 1. Every signature of the model
+gets its files (a model with one this script has no request for is refused), and only those:
+a version exported before `upscale` gets none for it. Output floats are rounded
 to 6 decimals to keep the files small; the tests compare with a tolerance of 1e-5 (1e-3 for
-`inpaint`, whose gradient steps on the code can grow another CPU's last-bit differences).
+`inpaint` and `upscale`, whose gradient steps on the code can grow another CPU's last-bit
+differences).
 
 The JSON is built here directly from TF Serving's documented rules, without
 cvae.serving.rest_json, so that the tests compare that module with an independent construction.
@@ -41,7 +45,7 @@ INPUT_DECIMALS = {"images": 3, "z": 4}
 OUTPUT_DECIMALS = 6
 TOLERANCE = 1e-5
 # inpaint's 30 gradient steps on the code can grow another CPU's last-bit differences.
-TOLERANCES = {"inpaint": 1e-3}
+TOLERANCES = {"inpaint": 1e-3, "upscale": 1e-3}
 BOTTOM_HALF_MISSING = np.concatenate([np.ones([2, 14, 28, 1], np.float32),
                                       np.zeros([2, 14, 28, 1], np.float32)], axis=1)
 
@@ -66,7 +70,10 @@ def main(argv=None) -> None:
     parser.add_argument("--model", help="SavedModel version directory, relative to the "
                                             "repository (default: the shipped version, "
                                             "saved_models/cvae/SHIPPED)")
+    parser.add_argument("--out", default=str(HERE),
+                        help="folder to write into (default: this one, tests/golden/)")
     args = parser.parse_args(argv)
+    out_dir = Path(args.out)
     if args.model is None:
         from cvae.serving.versions import shipped_path
 
@@ -95,8 +102,16 @@ def main(argv=None) -> None:
                     "seed": np.array([0, 1], np.int32)},
         "denoise": {"images": images, "label": label},
         "classify": {"images": images},
+        # 14x14: each pixel a 2x2 block's mean; the second row's class the model's choice
+        "upscale": {"images": np.round(images.reshape(2, 14, 2, 14, 2, 1).mean((2, 4)),
+                                       INPUT_DECIMALS["images"]).astype(np.float32),
+                    "label": np.array([7, -1], np.int32), "seed": np.array([0, 1], np.int32)},
     }
-    assert sorted(requests) == sorted(signatures), sorted(signatures)
+    unknown = sorted(set(signatures) - set(requests))
+    if unknown:
+        sys.exit(f"{args.model} has signature(s) {', '.join(unknown)} this script has no "
+                 f"request for: add one to `requests`")
+    requests = {name: inputs for name, inputs in requests.items() if name in signatures}
     for name, inputs in requests.items():
         outputs = run(name, **inputs)
         # Doubles rounded to 6 decimals print as at most 8 characters ("0.123457").
@@ -110,12 +125,12 @@ def main(argv=None) -> None:
         }
         for kind, body in files.items():
             text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-            (HERE / f"{name}.{kind}.json").write_text(text + "\n")
+            (out_dir / f"{name}.{kind}.json").write_text(text + "\n")
     fingerprint = tf.saved_model.experimental.read_fingerprint(str(model_path)).singleprint()
     manifest = {"model": args.model, "fingerprint": fingerprint,
                 "input_decimals": INPUT_DECIMALS, "output_decimals": OUTPUT_DECIMALS,
                 "tolerance": TOLERANCE, "tolerances": TOLERANCES, "signatures": sorted(requests)}
-    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(requests) * 4} golden files and manifest.json for {args.model}")
 
 
