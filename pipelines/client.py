@@ -8,7 +8,7 @@
     python -m pipelines.client --url http://localhost:8501 \
         --denoise docs/examples/noisy-dress.png --label Dress --out clean.png
     python -m pipelines.client --url http://localhost:8501 \
-        --upscale small-dress.png [--label Dress] --num 3 --out upscaled.png   # 14x14 or 7x7
+        --upscale docs/examples/dress-14x14.png [--label Dress] --num 3 --out upscaled.png
     python -m pipelines.client --grpc localhost:8500 \
         --classify docs/examples/ankle-boot.png docs/examples/pullover.png   # a line per image
 

@@ -42,7 +42,7 @@ LONG = re.compile(r"\bmake (train|test|demo|setup data)\b|pipelines\.(train|trai
                   r"\bpip install\b")
 BLOCK_TIMEOUT = 120  # seconds: each command of a run block loads TensorFlow once, 5 to 10 s
 OUTPUT_FLAGS = ("--out", "--npy")
-INPUT_FLAGS = ("--restyle", "--inpaint", "--denoise", "--mask", "--classify")
+INPUT_FLAGS = ("--restyle", "--inpaint", "--denoise", "--upscale", "--mask", "--classify")
 
 
 class Block(NamedTuple):
