@@ -509,7 +509,7 @@ def test_generate_inpaint_and_denoise_and_classify_command_lines(exported, tmp_p
     (["--inpaint", "x.png", "--label", "Dress"], "--inpaint needs --mask and --label"),
     (["--label", "Dress", "--mask", "centre"], "--mask goes with --inpaint"),
     (["--inpaint", "x.png", "--denoise", "y.png", "--mask", "centre", "--label", "Dress"],
-     "give one of --restyle, --inpaint and --denoise"),
+     "give one of --restyle, --inpaint, --denoise and --upscale"),
     (["--denoise", "x.png"], "give --label"),
     (["--inpaint", "x.png", "--mask", "centre", "--label", "Dress", "--num", "1001"],
      "--num must be <= 1000"),
@@ -563,15 +563,71 @@ def test_evaluate_sections_and_their_figures(exported):
     assert sorted(results["scores"]["auroc"]) == ["blank", "constant", "digits", "uniform noise",
                                                   "upside down"]
     rows = apps.targets(results)
-    assert len(rows) == 7 and all(isinstance(ok, bool) for _, _, ok in rows)
+    assert len(rows) == 7 + 4 and all(isinstance(ok, bool) for _, _, ok in rows)  # 4: upscale
     text = "\n".join(apps.markdown(results))
     assert "## Applications" in text and "| bottom-half |" in text
+    assert "### Super-resolution" in text and "| 7x7 |" in text
     for picture in (figures.inpainting(arrays["inpainting"]),
                     figures.denoising(arrays["denoising"]),
+                    figures.upscaling(arrays["upscaling"]),
                     figures.reliability(arrays["classification"]),
                     figures.score_histograms(arrays["scores"])):
         assert picture[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(results)  # JSON-ready
+
+
+def test_upscale_section_recomputed_from_the_signature(exported):
+    """The super-resolution section's figures, recomputed here: the export's `upscale` of the
+    test images' block means (numpy's means of each block; the section's request seeds),
+    bicubic by `tf.image.resize` clipped to [0, 1], nearest by repeating each pixel, the
+    classifier's verdicts, label -1's choices, and the target rows that follow from them."""
+    from cvae.evaluation import applications as apps
+    from cvae.evaluation import classifier
+
+    model = served_model(exported["path"])
+    settings = apps.Settings(images=12, seed=5)
+    classify = classifier.load()[0]
+    x = unit_images(exported["splits"].test[0][:12])
+    y = exported["splits"].test[1][:12].astype(np.int32)
+    results, arrays = apps.upscaling(model, classify, (x, y), settings, log=lambda *_: None)
+    assert results["images"] == 12 and sorted(results["factors"]) == ["14x14", "7x7"]
+
+    def recognised(images):
+        return float((classifier.predict(classify, images)["probabilities"].argmax(1)
+                      == y).mean())
+
+    for key, factor in (("14x14", 2), ("7x7", 4)):
+        r = results["factors"][key]
+        side = 28 // factor
+        low = x.reshape(12, side, factor, side, factor, 1).mean((2, 4))
+        seeds = seeds_for(5, 12)
+        out = _call(exported["sig"]["upscale"], images=low.astype(np.float32), label=y,
+                    seed=seeds)
+        np.testing.assert_allclose(arrays["outputs"][key], out["images"], atol=1e-6)
+        cubic = np.clip(tf.image.resize(low, [28, 28], method="bicubic").numpy(), 0, 1)
+        near = np.repeat(np.repeat(low, factor, 1), factor, 2)
+        for name, images in (("upscale", out["images"]), ("bicubic", cubic), ("nearest", near)):
+            assert r["mse"][name] == pytest.approx(float(((images - x) ** 2).mean()), rel=1e-4)
+            assert r["recognised"][name] == pytest.approx(recognised(images))
+        assert r["ratio_to_bicubic"] == pytest.approx(r["mse"]["upscale"] / r["mse"]["bicubic"])
+        blocks = out["images"].reshape(12, side, factor, side, factor, 1).mean((2, 4))
+        assert r["max_block_error"] == pytest.approx(np.abs(blocks - low).max(), abs=1e-6)
+        assert r["max_block_error"] <= apps.TARGET_BLOCK_ERROR  # the projection's promise
+        guessed = _call(exported["sig"]["upscale"], images=low.astype(np.float32),
+                        label=np.full(12, -1, np.int32), seed=seeds)
+        u = r["label_unknown"]
+        assert u["chosen_accuracy"] == pytest.approx(float((guessed["label"] == y).mean()))
+        assert u["mse"] == pytest.approx(float(((guessed["images"] - x) ** 2).mean()), rel=1e-4)
+        # The figure: input (each pixel over its block), bicubic, upscale, truth.
+        row = arrays["rows"][(0 if factor == 2 else apps.UPSCALE_FIGURE_ROWS)]
+        np.testing.assert_allclose(row[0], near[0], atol=1e-6)
+        np.testing.assert_array_equal(row[3], x[0])
+    rows = apps.upscale_targets(results)
+    factors = results["factors"]
+    assert [ok for _, _, ok in rows] == [
+        factors["14x14"]["ratio_to_bicubic"] <= 0.6, factors["7x7"]["ratio_to_bicubic"] <= 0.8,
+        factors["7x7"]["recognised"]["upscale"] >= 0.80, True]
+    assert rows[0][0] == "super-resolution, 14x14: MSE <= 0.6x bicubic's"
 
 
 def test_benchmark_times_the_applications(exported, tmp_path):
@@ -582,12 +638,18 @@ def test_benchmark_times_the_applications(exported, tmp_path):
     report = json.loads(out.read_text())
     timed = report["applications"]
     assert timed["batch_size"] == 100 and timed["settings"]["classify_samples"] >= 1
-    for name in ("classify", "inpaint", "denoise"):
+    names = ("classify", "inpaint", "denoise", "upscale 14x14", "upscale 7x7")
+    assert timed["timed"] == list(names)  # the fixture's export has upscale
+    for name in names:
         assert timed[name]["p50_seconds"] > 0 and timed[name]["calls"] == 1
     checks = report["targets"][0]["checks"]
-    assert [c["what"] for c in checks] == ["classify p50 s", "inpaint p50 s"]
-    assert all(c["passed"] == (c["value"] <= 5.0) for c in checks)
+    assert [c["what"] for c in checks] == ["classify p50 s", "inpaint p50 s",
+                                           "upscale 14x14 p50 s", "upscale 7x7 p50 s"]
+    assert [c["threshold"] for c in checks] == [5.0, 5.0, 2.0, 2.0]
+    assert all(c["passed"] == (c["value"] <= c["threshold"]) for c in checks)
+    assert report["targets"][0]["passed"] == all(c["passed"] for c in checks)
     assert "applications at batch 100" in result.stdout
+    assert "upscale 7x7, batch 100" in result.stdout
 
 
 def test_applications_config_is_checked():

@@ -136,7 +136,7 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
                "samples_tutorial.png",
                # the applications' sections (cvae.evaluation.applications)
                "inpainting.png", "denoising.png", "classify_confusion.png", "reliability.png",
-               "scores.png"}
+               "scores.png", "upscaling.png"}
     assert {p.name for p in out.iterdir()} == figures | {"report.md", "metrics.json"}
     for name in figures:
         image = tf.io.decode_png((out / name).read_bytes()).numpy()
@@ -164,7 +164,33 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     assert applications["inpainting"]["images"] == 20
     assert applications["classification"]["images"] == 30
     assert applications["scores"]["ood_images"] == 20
+    assert sorted(metrics["figures"]) == sorted(figures)
+    # Super-resolution: its figures recomputed from the test images and the export's signature.
+    upscaling = applications["upscaling"]
+    assert upscaling["images"] == 20
+    splits = load_splits(trained["config"].data)
+    x, y = splits.test[0][:20].astype(np.float32)[..., None] / 255.0, splits.test[1][:20]
+    signature = tf.saved_model.load(str(trained["export"])).signatures["upscale"]
+    from cvae.batches import seeds_for
+    for key, factor in (("14x14", 2), ("7x7", 4)):
+        r = upscaling["factors"][key]
+        side = 28 // factor
+        low = x.reshape(20, side, factor, side, factor, 1).mean((2, 4)).astype(np.float32)
+        out = signature(images=tf.constant(low), label=tf.constant(y.astype(np.int32)),
+                        seed=tf.constant(seeds_for(0, 20)))["images"].numpy()
+        cubic = np.clip(tf.image.resize(low, [28, 28], method="bicubic").numpy(), 0, 1)
+        assert r["mse"]["upscale"] == pytest.approx(float(((out - x) ** 2).mean()), rel=1e-4)
+        assert r["mse"]["bicubic"] == pytest.approx(float(((cubic - x) ** 2).mean()), rel=1e-4)
+        assert r["ratio_to_bicubic"] == pytest.approx(r["mse"]["upscale"] / r["mse"]["bicubic"])
+        assert r["max_block_error"] <= 1 / 255
+    met = {t["target"]: t["met"] for t in metrics["targets"]}
+    assert met["super-resolution, 14x14: MSE <= 0.6x bicubic's"] == (
+        upscaling["factors"]["14x14"]["ratio_to_bicubic"] <= 0.6)
+    assert met["super-resolution, 7x7: results recognised >= 0.8"] == (
+        upscaling["factors"]["7x7"]["recognised"]["upscale"] >= 0.8)
+    assert met["super-resolution: every output's block means within 1/255 of the input"]
     report = (out / "report.md").read_text()
+    assert "### Super-resolution" in report and "| 14x14 |" in report
     assert "## Comparison" in report and "## Targets" in report
     assert "## Applications" in report and "### Application targets" in report
     for name in figures:

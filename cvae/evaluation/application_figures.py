@@ -27,6 +27,15 @@ def denoising(figure: dict) -> bytes:
                        title="denoising a test garment")
 
 
+def upscaling(figure: dict) -> bytes:
+    """Rows of test garments at 14x14 and at 7x7: the low-resolution input (each pixel over its
+    block), bicubic upsampling, `upscale`, the true 28x28 image."""
+    return image_table(np.concatenate(figure["rows"]), len(figure["rows"]), 4,
+                       row_names=figure["names"],
+                       column_names=["input", "bicubic", "upscale", "truth"],
+                       title="super-resolution: block means kept, detail drawn by the model")
+
+
 def reliability(arrays: dict) -> bytes:
     """The reliability diagram of `classify` and of the project's classifier: accuracy against
     confidence per bin, the diagonal being perfect calibration."""

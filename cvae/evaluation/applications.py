@@ -1,11 +1,15 @@
 """`pipelines.evaluate`'s sections on the applications, each beside a baseline, from the
-exported signatures (`inpaint`, `denoise`, `classify`) and the project's classifier.
+exported signatures (`inpaint`, `denoise`, `classify`, `upscale`) and the project's classifier.
 
 - in-painting: for each kind of mask (`corruptions.MASKS`), the mean squared error on the
   missing pixels against filling them with the class's mean training image, and how often the
   project's classifier recognises the completions and the class-mean fills;
 - denoising: at each noise level (`corruptions.NOISES`), the mean squared error to the clean
   image of `denoise`, of `reconstruct`, of a 3x3 median filter and of the noisy input;
+- super-resolution (exports with `upscale`): at 14x14 and 7x7 (the block means of the test
+  images), the mean squared error to the true 28x28 image of `upscale` and of bicubic and
+  nearest-neighbour upsampling of the same input, how often the project's classifier
+  recognises each, how far any output's block means are from the input, and label -1's choice;
 - classification: accuracy, per class, confusion matrix, expected calibration error and the
   reliability diagram, beside the project's discriminative classifier on the same images;
 - scores: AUROC of log p(x) and of the typicality score, test garments against each kind of
@@ -26,8 +30,12 @@ from cvae.batches import batched, seeds_for
 from cvae.serving.generate import ServedModel
 from cvae.labels import NUM_CLASSES
 
-SIGNATURES = ("inpaint", "denoise", "classify")
+SIGNATURES = ("inpaint", "denoise", "classify")  # an export without them has no sections
+UPSCALE = "upscale"  # later than the others: its section only where the export has it
+UPSCALE_FACTORS = (2, 4)  # 28x28 seen at 14x14 and at 7x7 (`cvae.applications.upscale`'s)
 FIGURE_SEEDS = 3  # completions per masked image in the figure
+UPSCALE_FIGURE_ROWS = 3  # garments per factor in the super-resolution figure
+GRAY_LEVEL = 1.0 / 255.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +130,58 @@ def denoising(model: ServedModel, test: tuple, settings: Settings,
     return {"images": len(x), "noises": results}, figure
 
 
+def bicubic(low: np.ndarray) -> np.ndarray:
+    """Bicubic upsampling of low-resolution images to [N, 28, 28, 1], clipped to [0, 1]."""
+    import tensorflow as tf
+
+    return np.clip(tf.image.resize(low, [28, 28], method="bicubic").numpy(), 0.0, 1.0)
+
+
+def upscaling(model: ServedModel, classify, test: tuple, settings: Settings,
+              log=print) -> tuple[dict, dict]:
+    """(figures per input size, arrays: the figure's rows and every output): `upscale` of the
+    block means of the first `settings.images` test images, as their own class and as label -1
+    (the model's choice), against bicubic and nearest-neighbour upsampling of the same input."""
+    x, y = test[0][:settings.images], test[1][:settings.images].astype(np.int32)
+    seeds = seeds_for(settings.seed, len(x))
+    signature = model.signatures[UPSCALE]
+    results, figure = {}, {"rows": [], "names": [], "outputs": {}}
+    for factor in UPSCALE_FACTORS:
+        side = 28 // factor
+        low = served.block_means(x, factor)
+        t = time.perf_counter()
+        out = batched(signature, {"images": low, "label": y, "seed": seeds}, 100)
+        seconds = time.perf_counter() - t
+        guessed = batched(signature, {"images": low, "label": np.full_like(y, -1),
+                                      "seed": seeds}, 100)
+        cubic, repeated = bicubic(low), served.nearest(low, factor)
+        mse = {name: float(((a - x) ** 2).mean()) for name, a in
+               (("upscale", out["images"]), ("bicubic", cubic), ("nearest", repeated))}
+        recognised = {name: _recognised(classify, a, y) for name, a in
+                      (("upscale", out["images"]), ("bicubic", cubic), ("nearest", repeated))}
+        block_error = float(np.abs(served.block_means(out["images"], factor) - low).max())
+        unknown = {"chosen_accuracy": float((guessed["label"] == y).mean()),
+                   "mse": float(((guessed["images"] - x) ** 2).mean()),
+                   "recognised": _recognised(classify, guessed["images"], y)}
+        unknown["ratio_to_bicubic"] = unknown["mse"] / mse["bicubic"]
+        key = f"{side}x{side}"
+        figure["outputs"][key] = out["images"]  # every result, for a reader to recompute from
+        results[key] = {"factor": factor, "mse": mse, "ratio_to_bicubic":
+                        mse["upscale"] / mse["bicubic"], "recognised": recognised,
+                        "max_block_error": block_error,
+                        "max_block_error_gray_levels": block_error * 255, "label_unknown":
+                        unknown, "seconds": seconds}
+        log(f"  super-resolution, {key}: MSE {mse['upscale']:.4f} "
+            f"({results[key]['ratio_to_bicubic']:.3f}x bicubic's {mse['bicubic']:.4f}; nearest "
+            f"{mse['nearest']:.4f}); recognised {recognised['upscale']:.3f} (bicubic "
+            f"{recognised['bicubic']:.3f}); block means within {block_error * 255:.3f} gray "
+            f"levels; label -1 chose the true class for {unknown['chosen_accuracy']:.3f}")
+        for i in range(min(UPSCALE_FIGURE_ROWS, len(x))):
+            figure["rows"].append(np.stack([repeated[i], cubic[i], out["images"][i], x[i]]))
+            figure["names"].append(f"{key}, {model.class_names[y[i]]}")
+    return {"images": len(x), "factors": results}, figure
+
+
 def classification(model: ServedModel, classify, test: tuple, settings: Settings,
                    log=print) -> tuple[dict, dict]:
     """(figures of `classify` and of the project's classifier, arrays: confusion, reliability)."""
@@ -187,6 +247,12 @@ def evaluate(model: ServedModel, classify, splits, settings: Settings = Settings
     results["inpainting"], arrays["inpainting"] = inpainting(model, classify, test, train,
                                                              settings, log)
     results["denoising"], arrays["denoising"] = denoising(model, test, settings, log)
+    if UPSCALE in model.signatures:
+        results["upscaling"], arrays["upscaling"] = upscaling(model, classify, test, settings,
+                                                              log)
+    else:
+        log(f"  no super-resolution section: {model.path} has no {UPSCALE} signature "
+            f"(exported before it)")
     results["classification"], arrays["classification"] = classification(
         model, classify, test, settings, log)
     results["scores"], arrays["scores"] = scores(model, test, settings, log)
@@ -200,6 +266,11 @@ TARGET_DENOISE_RATIO = 0.6  # MSE / the 3x3 median filter's, Gaussian noise sigm
 TARGET_ACCURACY = 0.88
 TARGET_ECE = 0.05
 TARGET_AUROC = 0.95  # of the typicality score, against uniform noise and against digits
+# upscale's MSE to the true image / bicubic upsampling's, by input size; its recognised share
+# at 7x7; how far any output's block means may be from the input (one 8-bit gray level).
+TARGET_UPSCALE_RATIO = {"14x14": 0.6, "7x7": 0.8}
+TARGET_UPSCALE_RECOGNISED = {"7x7": 0.80}
+TARGET_BLOCK_ERROR = GRAY_LEVEL
 
 
 def targets(results: dict) -> list[tuple[str, str, bool]]:
@@ -218,6 +289,8 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
                  f"{noise['denoise']:.4f} vs {noise['median_3x3']:.4f} "
                  f"({noise['ratio_to_median']:.3f}x)",
                  noise["ratio_to_median"] <= TARGET_DENOISE_RATIO))
+    if "upscaling" in results:
+        rows += upscale_targets(results["upscaling"])
     c = results["classification"]
     rows.append((f"classification accuracy >= {TARGET_ACCURACY} ({c['images']} test images)",
                  f"{c['accuracy']:.4f}", c["accuracy"] >= TARGET_ACCURACY))
@@ -230,12 +303,32 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def upscale_targets(upscaling: dict) -> list[tuple[str, str, bool]]:
+    """The super-resolution section's (target, measured, met) rows."""
+    factors = upscaling["factors"]
+    rows = [(f"super-resolution, {key}: MSE <= {ratio}x bicubic's",
+             f"{factors[key]['mse']['upscale']:.4f} vs {factors[key]['mse']['bicubic']:.4f} "
+             f"({factors[key]['ratio_to_bicubic']:.3f}x)",
+             factors[key]["ratio_to_bicubic"] <= ratio)
+            for key, ratio in TARGET_UPSCALE_RATIO.items()]
+    rows += [(f"super-resolution, {key}: results recognised >= {share}",
+              f"{factors[key]['recognised']['upscale']:.3f}",
+              factors[key]["recognised"]["upscale"] >= share)
+             for key, share in TARGET_UPSCALE_RECOGNISED.items()]
+    worst = max(f["max_block_error"] for f in factors.values())
+    rows.append(("super-resolution: every output's block means within 1/255 of the input",
+                 f"at most {worst * 255:.3f} gray levels", worst <= TARGET_BLOCK_ERROR))
+    return rows
+
+
 def markdown(results: dict) -> list[str]:
     """The report's "Applications" section, as lines."""
     s = results["settings"]
+    names = ("`inpaint`, `denoise`, `classify` and `upscale`" if "upscaling" in results
+             else "`inpaint`, `denoise` and `classify`")
     lines = ["## Applications", "",
-             f"The `inpaint`, `denoise` and `classify` signatures (docs/applications.md), on the "
-             f"first {s['images']} test images (classification: "
+             f"The {names} signatures (docs/applications.md), on the first "
+             f"{s['images']} test images (classification: "
              f"{results['classification']['images']}), in {results['seconds']:.0f} s.", "",
              "### In-painting", "",
              "| mask | missing | MSE, missing pixels | class-mean fill | ratio | recognised | "
@@ -249,6 +342,26 @@ def markdown(results: dict) -> list[str]:
     for kind, r in results["denoising"]["noises"].items():
         lines.append(f"| {kind} | {r['denoise']:.4f} | {r['reconstruct']:.4f} | "
                      f"{r['median_3x3']:.4f} | {r['noisy']:.4f} | {r['ratio_to_median']:.3f} |")
+    if "upscaling" in results:
+        lines += ["", "### Super-resolution", "",
+                  "`upscale` of each test image's block means (14x14: 2x2 blocks, 7x7: 4x4) as "
+                  "its own class, against bicubic upsampling of the same input (clipped to "
+                  "[0, 1]) and nearest-neighbour (each pixel over its block); MSE to the true "
+                  "28x28 image, and how often the project's classifier recognises the result. "
+                  "Label -1: the model chooses the class (Bayes' rule on the block means).", "",
+                  "| input | upscale | bicubic | nearest | upscale / bicubic | recognised: "
+                  "upscale, bicubic, nearest | block means within (gray levels) | label -1: "
+                  "true class chosen, MSE / bicubic, recognised | s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key, r in results["upscaling"]["factors"].items():
+            u = r["label_unknown"]
+            lines.append(
+                f"| {key} | {r['mse']['upscale']:.4f} | {r['mse']['bicubic']:.4f} | "
+                f"{r['mse']['nearest']:.4f} | {r['ratio_to_bicubic']:.3f} | "
+                f"{r['recognised']['upscale']:.3f}, {r['recognised']['bicubic']:.3f}, "
+                f"{r['recognised']['nearest']:.3f} | {r['max_block_error_gray_levels']:.3f} | "
+                f"{u['chosen_accuracy']:.3f}, {u['ratio_to_bicubic']:.3f}, "
+                f"{u['recognised']:.3f} | {r['seconds']:.1f} |")
     c = results["classification"]
     t = c["temperature"]
     lines += ["", "### Classification", "",

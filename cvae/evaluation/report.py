@@ -367,6 +367,8 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
             "reliability.png": lambda: app_figures.reliability(app_arrays["classification"]),
             "scores.png": lambda: app_figures.score_histograms(app_arrays["scores"]),
         })
+        if "upscaling" in app_arrays:  # exports with the upscale signature
+            pictures["upscaling.png"] = lambda: app_figures.upscaling(app_arrays["upscaling"])
     logs = main.path / ASSETS_EXTRA / TRAINING_LOGS
     if logs.is_dir():
         pictures["training_curves.png"] = lambda: figures.training_curves(logs)
@@ -397,7 +399,8 @@ def write_report(model_dir: str, version: int | None, out: str, settings: ev.Set
         results["seconds"] = round(time.perf_counter() - started, 1)
         rows = _targets(results, others) + (apps.targets(app_results) if app_results else [])
         everything = {"model": results, "comparisons": others,
-                      "targets": [{"target": t, "measured": v, "met": ok} for t, v, ok in rows]}
+                      "targets": [{"target": t, "measured": v, "met": ok} for t, v, ok in rows],
+                      "figures": list(pictures)}
         (tmp / "metrics.json").write_text(json.dumps(everything, indent=2))
         text = _markdown(results, others, list(pictures), results["seconds"])
         if app_results is not None:  # its own section, before the figures
