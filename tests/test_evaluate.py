@@ -112,6 +112,63 @@ def test_elbo_parts_agree_with_the_training_loss_on_the_same_noise(trained, serv
     assert bounds["kl"].mean() == pytest.approx(float(terms["kl"]), rel=1e-4, abs=1e-4)
 
 
+def _brightness_classifier(images):
+    """A stand-in for the evaluation classifier: the class is the image's mean gray level in
+    tenths, so what it says of any image can be worked out by hand."""
+    mean = tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2, 3])
+    label = tf.clip_by_value(tf.cast(tf.floor(mean * 10), tf.int32), 0, 9)
+    logits = 10.0 * tf.one_hot(label, 10)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits), "features": logits}
+
+
+def _brightness(images):
+    return np.clip(np.floor(images.mean(axis=(1, 2, 3)) * 10), 0, 9).astype(int)
+
+
+def test_label_control_is_what_the_signatures_give(served, test_batch):
+    """restyle's figures, its round trip and the N(0, I) codes' accuracy, recomputed from the
+    export's restyle, reconstruct and decode signatures and the classifier's answers."""
+    images, labels = test_batch
+    settings = ev.Settings(restyle_per_class=2, samples_per_class=3, seed=5)
+    out = ev.label_control(served, images, labels, _brightness_classifier, settings)
+    pick = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(10)])
+    x, y = images[pick], labels[pick]
+    sig = served.signatures
+    pairs, source, trip = np.full([10, 10], np.nan), [], []
+    for shift in range(1, 10):
+        t = ((y + shift) % 10).astype(np.int32)
+        there = sig["restyle"](images=tf.constant(x), label=tf.constant(y),
+                               target_label=tf.constant(t))["images"].numpy()
+        seen = _brightness(there)
+        for c in range(10):
+            pairs[c, (c + shift) % 10] = np.mean(seen[y == c] == t[y == c])
+        source.append(seen == y)
+        back = sig["restyle"](images=tf.constant(there), label=tf.constant(t),
+                              target_label=tf.constant(y))["images"].numpy()
+        trip.append(((back - x) ** 2).mean(axis=(1, 2, 3)))
+    off = pairs[~np.eye(10, dtype=bool)]
+    recon = sig["reconstruct"](images=tf.constant(x), label=tf.constant(y))["images"].numpy()
+    restyle = out["restyle"]
+    assert restyle["images"] == len(x) == 20
+    assert restyle["target_accuracy"] == pytest.approx(off.mean())
+    assert restyle["worst_pair"]["accuracy"] == pytest.approx(off.min())
+    names = served.class_names
+    worst = restyle["worst_pair"]
+    assert pairs[names.index(worst["source"]), names.index(worst["target"])] == off.min()
+    assert restyle["still_source"] == pytest.approx(np.mean(source))
+    assert restyle["round_trip_mse"] == pytest.approx(np.mean(trip), rel=1e-4)
+    assert restyle["reconstruction_mse"] == pytest.approx(((recon - x) ** 2).mean(), rel=1e-4)
+    # Codes from N(0, I): 3 a class, from the settings' seed, decoded under each label.
+    prior_labels = np.repeat(np.arange(10), 3).astype(np.int32)
+    z = np.random.default_rng(5).standard_normal(
+        [30, served.config["model"]["latent_dim"]]).astype(np.float32)
+    drawn = sig["decode"](z=tf.constant(z), label=tf.constant(prior_labels))["images"].numpy()
+    seen = _brightness(drawn)
+    assert out["prior_codes"]["overall"] == pytest.approx(np.mean(seen == prior_labels))
+    assert list(out["prior_codes"]["per_class"].values()) == pytest.approx(
+        [np.mean(seen[prior_labels == c] == c) for c in range(10)])
+
+
 @pytest.fixture(scope="module")
 def small_classifier(tmp_path_factory):
     out = tmp_path_factory.mktemp("classifier") / "classifier"
@@ -127,7 +184,7 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
             "--classifier", str(small_classifier), "--compare", "unconditional", "tutorial",
             "--models-dir", str(models_dir),
             "--iwae-k", "20", "--compare-k", "5", "--iwae-images", "64",
-            "--samples-per-class", "20", "--frechet-images", "100",
+            "--samples-per-class", "20", "--frechet-images", "100", "--restyle-per-class", "3",
             "--application-images", "20", "--classify-images", "30"]
     result = run_python(*args)
     assert result.returncode == 0, result.stderr[-3000:]
