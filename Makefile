@@ -26,7 +26,7 @@ data: setup
 browser:
 	@bash scripts/ensure_browser.sh
 
-# The quick recipe (the shipped one from scratch in 15 epochs); TRAIN_ARGS="--recipe cvae"
+# The quick recipe (the shipped one from scratch in 12 epochs); TRAIN_ARGS="--recipe cvae"
 # trains the shipped model itself (docs/training.md).
 train: setup data
 	$(PY) -m pipelines.train --recipe quick --name $(NAME) $(TRAIN_ARGS)

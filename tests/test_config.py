@@ -121,8 +121,7 @@ def test_training_configs_written_before_the_fast_path_keep_their_meaning():
 def test_recipes_differ_from_the_defaults_where_they_say():
     """The shipped recipe teaches version 10's weights the label in 30 epochs at 5e-4; from
     scratch it is 150 epochs at 2e-3 from random weights; the quick recipe (`make train`) is
-    that in 15 epochs with its codes drawn at temperature 0.6; everything else is the
-    defaults'."""
+    that in 12 epochs; everything else is the defaults'."""
     defaults, scratch, quick = Config(), Config().from_scratch(), Config().quick()
     assert (defaults.train.epochs, defaults.train.learning_rate, defaults.train.init_from,
             defaults.train.swap_weight) == (30, 5e-4, "saved_models/cvae/10", 30.0)
@@ -130,6 +129,6 @@ def test_recipes_differ_from_the_defaults_where_they_say():
         150, 2e-3, None)
     assert scratch.replace(epochs=30, learning_rate=5e-4, init_from="saved_models/cvae/10") \
         == defaults
-    assert (quick.train.epochs, quick.model.temperature, quick.train.name) == (15, 0.6, "quick")
+    assert (quick.train.epochs, quick.train.name) == (12, "quick")
     assert quick.train.swap_weight == defaults.train.swap_weight  # trained the same way
-    assert quick.replace(epochs=150, temperature=0.8, name=defaults.train.name) == scratch
+    assert quick.replace(epochs=150, name=defaults.train.name) == scratch
