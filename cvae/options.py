@@ -78,3 +78,18 @@ def resolve_version(model_dir: str | os.PathLike, version: int | None = None) ->
     if not (path / "saved_model.pb").is_file():
         raise ModelNotFoundError(f"{path}: no SavedModel there (versions present: {found})")
     return path
+
+
+def class_names(version_dir: str | os.PathLike) -> list[str] | None:
+    """The class names an export lists (`assets.extra/classes.json`), read without TensorFlow so
+    that a label can be checked against the model's own classes at once; None where the file
+    is missing or not a list of names (loading the model then says what is wrong)."""
+    import json
+
+    try:
+        names = json.loads((Path(version_dir) / "assets.extra" / "classes.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return names
+    return None

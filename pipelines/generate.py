@@ -93,14 +93,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     # Before TensorFlow loads: a typo in a label, a file or the model's path fails at once.
-    from cvae.labels import parse_label
+    from cvae.labels import CLASS_NAMES, parse_label
 
-    for label in (args.label, args.from_label, args.to_label):
-        if label is not None:
-            parse_label(label)
     mask_file = args.mask if args.mask not in options.MASK_NAMES else None
     cli.check_inputs(args.restyle, args.inpaint, mask_file, args.denoise, args.upscale)
-    options.resolve_version(args.model, args.version)
+    names = options.class_names(options.resolve_version(args.model, args.version)) or CLASS_NAMES
+    for label in (args.label, args.from_label, args.to_label):
+        if label is not None:
+            parse_label(label, names)
     import numpy as np
 
     from cvae.serving import generate

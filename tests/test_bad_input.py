@@ -107,6 +107,7 @@ def _train_flags(tmp_path: Path) -> list:
     """Flags for a seconds-long training into tmp_path/runs and tmp_path/models (should the
     checks ever let it start); --runs-dir's value comes second."""
     return ["--runs-dir", tmp_path / "runs", "--export-dir", tmp_path / "models", "--name", "bad",
+            "--recipe", "scratch",
             "--batch-size", "8", "--validation-size", "10", "--epochs", "1", "--latent-dim", "2",
             "--encoder-filters", "4", "4", "--decoder-filters", "4", "4", "--hidden-dim", "8"]
 
@@ -301,9 +302,29 @@ def test_impossible_config(tmp_path, flags, message):
     assert _listing(tmp_path) == before  # no run directory, no export
 
 
-SMALL = ["--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
-         "--encoder-filters", "8", "16", "--decoder-filters", "16", "8", "--hidden-dim", "32",
-         "--epochs", "1"]
+SMALL = ["--recipe", "scratch", "--limit", "512", "--batch-size", "64", "--validation-size",
+         "128", "--latent-dim", "4", "--encoder-filters", "8", "16", "--decoder-filters", "16",
+         "8", "--hidden-dim", "32", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("init_from,message", [
+    pytest.param("saved_models/cvae/10", "init_from: saved_models/cvae/10 holds 33 variables whose "
+                 "shapes are not this model's 33 (another architecture or size?); --recipe scratch "
+                 "trains from random weights", id="another-architecture"),
+    pytest.param("saved_models/cvae", "init_from: saved_models/cvae is not an exported version "
+                 "(no saved_model.pb); --recipe scratch trains from random weights",
+                 id="not-an-export"),
+])
+def test_init_from_that_does_not_fit_is_refused_before_training(tmp_path, init_from, message):
+    """The shipped recipe starts from version 10's weights: a smaller model, or a path that is
+    not a version, is refused with the way to train from random weights, and nothing is
+    written."""
+    before = _listing(tmp_path)
+    status, stderr = _main(pipelines.train, *SMALL[2:], "--runs-dir",
+                           tmp_path / "runs", "--export-dir", tmp_path / "models",
+                           "--init-from", str(REPO / init_from))
+    _assert_refused(status, stderr, message.replace(init_from, str(REPO / init_from)))
+    assert _listing(tmp_path) == before
 
 
 @pytest.mark.parametrize("flags,message", [

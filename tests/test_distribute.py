@@ -18,7 +18,7 @@ from conftest import REPO, run_python
 # distributed run with it matches a one-device run only in distribution, not number for number.
 # float32: in bfloat16 (what precision auto picks on this project's CPUs) one device rounds the
 # gradient of 64 images once, two replicas round two of 32 each, 2^-9 apart, not 1e-7.
-FLAGS = ["--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
+FLAGS = ["--recipe", "scratch", "--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
          "--encoder-filters", "8", "16", "--decoder-filters", "16", "8", "--hidden-dim", "32",
          "--decoder-hidden", "32", "--label-dropout", "0", "--guidance", "1", "--epochs", "2",
          "--precision", "float32"]

@@ -262,7 +262,7 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--iwae-k", "0"], "evaluate: iwae_k=0 must be >= 1"),
+    (["--iwae-k", "0"], "--iwae-k must be >= 1, got 0"),
     (["--classifier", "/nonexistent/classifier"], "/nonexistent/classifier: no such model "
                                                   "directory"),
     (["--manifold-model", "/nonexistent/cvae-2d"], "--manifold-model /nonexistent/cvae-2d: no "

@@ -17,7 +17,7 @@ from cvae.training.train import RunError, train
 from conftest import REPO, run_python
 
 # 1,024 images in batches of 64: 16 steps an epoch; small layers, deterministic kernels.
-FLAGS = ["--limit", "1024", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
+FLAGS = ["--recipe", "scratch", "--limit", "1024", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
          "--encoder-filters", "8", "16", "--decoder-filters", "16", "8", "--hidden-dim", "32",
          "--epochs", "2", "--deterministic", "--no-export"]
 STEPS = 16

@@ -88,9 +88,14 @@ def test_restyle(trained, tmp_path):
     grid = _png(out)
     assert grid.shape == (32, 62, 1)
     np.testing.assert_array_equal(grid[2:30, 2:30, 0], shirt)  # the input, then its restyling
-    restyled = trained["result"].model.decode(
-        trained["result"].model.encode(shirt[np.newaxis, ..., np.newaxis] / 255.0, [6])["mean"],
-        [3]).numpy()
+    # restyle: reconstruct's fitted code, decoded under the target label at restyle's guidance.
+    from cvae.applications.inpaint import fitted_code
+
+    model, settings = trained["result"].model, trained["config"].applications
+    z = fitted_code(model, tf.constant(shirt[np.newaxis, ..., np.newaxis] / 255.0, tf.float32),
+                    tf.constant([6]), settings.reconstruct_refine_steps,
+                    settings.reconstruct_refine_rate, settings.reconstruct_pixel_outlier)
+    restyled = model.decode(z, tf.constant([3]), guidance=settings.restyle_guidance).numpy()
     expected = np.round(restyled[0, ..., 0] * 255)
     assert np.abs(grid[2:30, 32:60, 0].astype(float) - expected).max() <= 1
 

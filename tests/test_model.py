@@ -201,8 +201,10 @@ def test_xla_loss_gives_the_plain_loss_and_gradients():
             results.append(({k: float(v) for k, v in terms.items()}, grads))
         (plain, plain_grads), (fused, fused_grads) = results
         assert plain["loss"] == pytest.approx(plain["recon"] + 3.0 * plain["kl"], rel=1e-6)
+        # rel 1e-4: XLA fuses the sum over 16 x 784 pixels in another order, and on CPUs with
+        # AVX-512 the continuous Bernoulli's normaliser came out 8e-5 apart (1e-5 held on AVX2).
         for name in plain:
-            assert fused[name] == pytest.approx(plain[name], rel=1e-5), (likelihood, name)
+            assert fused[name] == pytest.approx(plain[name], rel=1e-4), (likelihood, name)
         for a, b in zip(fused_grads, plain_grads, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-3,
                                        atol=1e-5 * float(tf.reduce_max(tf.abs(b))))

@@ -165,10 +165,12 @@ def test_defect_7_usage_errors_come_before_tensorflow(tmp_path, module, args, me
     work = tmp_path / "work"
     (work / "docs").mkdir(parents=True)
     (work / "docs" / "examples").symlink_to(REPO / "docs" / "examples")
+    # A label is checked against the model's own classes.json, read without TensorFlow.
+    (work / "saved_models").symlink_to(REPO / "saved_models")
     result = _without_tensorflow(module, *args, cwd=work)
     assert result.stdout.strip().splitlines()[-1] == "False 2", (result.stdout, result.stderr)
     assert message in result.stderr
-    assert sorted(p.name for p in work.iterdir()) == ["docs"]
+    assert sorted(p.name for p in work.iterdir()) == ["docs", "saved_models"]
 
 
 def test_input_file_and_output_rules():

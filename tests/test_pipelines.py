@@ -12,7 +12,7 @@ from cvae.applications import corruptions
 from cvae.config import Config
 from conftest import REPO, run_python
 
-SMALL = ["--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
+SMALL = ["--recipe", "scratch", "--limit", "512", "--batch-size", "64", "--validation-size", "128", "--latent-dim", "4",
          "--encoder-filters", "8", "16", "--decoder-filters", "16", "8", "--hidden-dim", "32",
          "--epochs", "1"]
 

@@ -41,7 +41,12 @@ def _checked_images(images: tf.Tensor) -> tf.Tensor:
     shape = tf.debugging.assert_equal(
         tf.shape(images)[1:], tf.constant([28, 28, 1]),
         message="images must have shape [N, 28, 28, 1] (28x28 grayscale)")
-    with tf.control_dependencies([shape]):
+    return _pixels_in_0_1(images, shape)
+
+
+def _pixels_in_0_1(images: tf.Tensor, shape_check) -> tf.Tensor:
+    """`images` with a run-time check, after `shape_check`, that every pixel is in [0, 1]."""
+    with tf.control_dependencies([shape_check]):
         in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
     check = tf.debugging.Assert(
         in_range, ["images must be float32 pixels in [0, 1] (scale 8-bit images by 1/255)"])
@@ -73,12 +78,7 @@ def _checked_low_res(images: tf.Tensor) -> tf.Tensor:
         [f"images must have shape {sizes} (a 28x28 garment at half or a quarter of its size, "
          f"factors 2 and 4; other sizes do not divide 28 into blocks), got shape",
          tf.shape(images)])
-    with tf.control_dependencies([shape]):
-        in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))  # False for NaN too
-    check = tf.debugging.Assert(
-        in_range, ["images must be float32 pixels in [0, 1] (scale 8-bit images by 1/255)"])
-    with tf.control_dependencies([check]):
-        return tf.identity(images)
+    return _pixels_in_0_1(images, shape)
 
 
 def _checked_label_or_unknown(label: tf.Tensor) -> tf.Tensor:

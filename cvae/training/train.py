@@ -254,14 +254,16 @@ def copy_exported_weights(model: CVAE, version_dir: str | os.PathLike) -> None:
     missing or its variables are not this model's (another architecture or size)."""
     path = Path(version_dir)
     if not (path / "saved_model.pb").is_file():
-        raise RunError(f"init_from: {path} is not an exported version (no saved_model.pb)")
+        raise RunError(f"init_from: {path} is not an exported version (no saved_model.pb); "
+                       f"--recipe scratch trains from random weights")
     source = list(tf.saved_model.load(str(path)).model_variables)
     own = {id(v) for v in model.auxiliary_variables()}
     target = [v for v in model.variables if id(v) not in own]
     shapes = [tuple(v.shape) for v in source], [tuple(v.shape) for v in target]
     if shapes[0] != shapes[1]:
         raise RunError(f"init_from: {path} holds {len(source)} variables whose shapes are not "
-                       f"this model's {len(target)} (another architecture or size?)")
+                       f"this model's {len(target)} (another architecture or size?); "
+                       f"--recipe scratch trains from random weights")
     for mine, theirs in zip(target, source):
         mine.assign(theirs)
     print(f"init_from: started from the weights of {path}", flush=True)
