@@ -405,7 +405,7 @@ class Config:
         32, Adam at a constant 1e-4 in float32, pixels binarised once at 0.5, a Bernoulli
         likelihood, the plain ELBO (beta 1) and no label. (The tutorial estimates the KL term
         with the one sample of z; the analytic KL used here has the same expectation.)"""
-        return self.from_scratch().replace(architecture="tutorial", latent_dim=2, batch_size=32,
+        return self.replace(init_from=None, architecture="tutorial", latent_dim=2, batch_size=32,
                             learning_rate=1e-4, lr_schedule="constant", precision="float32",
                             likelihood="bernoulli", binarization="static",
                             conditional=False, label_dropout=0.0, guidance=1.0, beta=1.0,
@@ -434,8 +434,9 @@ class Config:
                             name="fast", export_dir="saved_models/cvae-fast")
 
     def unconditional(self) -> "Config":
-        """The same recipe from scratch with the label removed (`conditional=False`)."""
-        return self.from_scratch().replace(conditional=False, label_dropout=0.0, guidance=1.0,
+        """The same recipe with the label removed (`conditional=False`), this config's epochs and
+        rate from random weights (no `init_from`: version 10 is a conditional model)."""
+        return self.replace(init_from=None, conditional=False, label_dropout=0.0, guidance=1.0,
                             swap_weight=0.0,
                             sampling="prior", temperature=1.0, name="unconditional",
                             export_dir="saved_models/cvae-unconditional")
