@@ -31,8 +31,11 @@ browser:
 train: setup data
 	$(PY) -m pipelines.train --recipe quick --name $(NAME) $(TRAIN_ARGS)
 
+# Two worker processes (pytest-xdist), one test file each at a time, so each file's trained
+# fixtures are built once; TEST_WORKERS=0 runs the suite in this process alone.
+TEST_WORKERS ?= 2
 test: setup data browser
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 $(PYTEST_ARGS)
 
 # The demo page on http://127.0.0.1:7860 (docs/demo.md); DEMO_ARGS="--port 8000" and the like.
 demo: setup
