@@ -51,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "these alternatives (none listed: batch 64/128/256/512, "
                              "steps_per_execution 1/8, mixed_bfloat16, jit_compile)")
     parser.add_argument("--applications", action="store_true",
-                        help="measure only the classify, inpaint and denoise signatures of "
-                             "--model's newest version at batch 100 (the export's settings)")
+                        help="measure only the classify, inpaint, denoise and upscale "
+                             "signatures of --model's newest version at batch 100 (the "
+                             "export's settings)")
     parser.add_argument("--model", dest="model_dir", metavar="DIR",
                         help="SavedModel base path whose latest version generation times "
                              "(default: saved_models/cvae)")

@@ -33,10 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="starting point that the config flags change: this project's "
                              "defaults (the shipped model: 30 epochs from version 10's "
                              "weights), the same from random weights in 150 epochs (scratch) "
-                             "or 15 (quick, what `make train` runs), version 7's dense recipe "
-                             "(fast), the "
-                             "defaults without the label (unconditional), or TensorFlow's "
-                             "convolutional-VAE tutorial (see Config.quick, Config.fast, ...)")
+                             "or 12 (quick, what `make train` runs), version 7's dense recipe "
+                             "(fast), the defaults without the label (unconditional), or "
+                             "TensorFlow's convolutional-VAE tutorial (see Config.quick, "
+                             "Config.fast, ...)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     if args.resume and args.recipe != "cvae":
