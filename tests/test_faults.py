@@ -59,8 +59,9 @@ def uninterrupted(tmp_path_factory):
 
 
 def _resume_and_compare(runs: Path, name: str, reference: dict) -> None:
-    result = run_python("-m", "pipelines.train", *FLAGS, "--runs-dir", str(runs), "--name", name,
-                        "--resume", check=True)
+    # --resume takes the run's own config: no --recipe.
+    result = run_python("-m", "pipelines.train", *FLAGS[2:], "--runs-dir", str(runs), "--name",
+                        name, "--resume", check=True)
     assert "resumed" in result.stdout
     weights = _weights(runs / name)
     assert weights.keys() == reference.keys() and len(weights) > 40

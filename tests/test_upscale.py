@@ -355,7 +355,9 @@ def test_generate_upscale_usage_errors_come_before_tensorflow(tmp_path, args, me
             "    status = e.code\n"
             "print('tensorflow' in sys.modules, status)\n")
     (tmp_path / "x.png").write_bytes(b"")  # there, so that the flags are what is refused
-    result = run_python("-c", code, *args, "--out", str(tmp_path / "o.png"), cwd=tmp_path)
+    # The shipped model's path: a label is checked against its classes.json, without TensorFlow.
+    result = run_python("-c", code, *args, "--model", str(REPO / "saved_models" / "cvae"),
+                        "--out", str(tmp_path / "o.png"), cwd=tmp_path)
     assert result.stdout.strip().splitlines()[-1] == "False 2", result.stderr[-2000:]
     assert message in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
