@@ -233,10 +233,10 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
         r = upscaling["factors"][key]
         side = 28 // factor
         low = x.reshape(20, side, factor, side, factor, 1).mean((2, 4)).astype(np.float32)
-        out = signature(images=tf.constant(low), label=tf.constant(y.astype(np.int32)),
+        drawn = signature(images=tf.constant(low), label=tf.constant(y.astype(np.int32)),
                         seed=tf.constant(seeds_for(0, 20)))["images"].numpy()
         cubic = np.clip(tf.image.resize(low, [28, 28], method="bicubic").numpy(), 0, 1)
-        assert r["mse"]["upscale"] == pytest.approx(float(((out - x) ** 2).mean()), rel=1e-4)
+        assert r["mse"]["upscale"] == pytest.approx(float(((drawn - x) ** 2).mean()), rel=1e-4)
         assert r["mse"]["bicubic"] == pytest.approx(float(((cubic - x) ** 2).mean()), rel=1e-4)
         assert r["ratio_to_bicubic"] == pytest.approx(r["mse"]["upscale"] / r["mse"]["bicubic"])
         assert r["max_block_error"] <= 1 / 255
