@@ -27,6 +27,8 @@ COUNTS = {
                           "generated images per class for the accuracy, Fréchet distance and "
                           "diversity"),
     "frechet_images": (2, limits.TEST_IMAGES, "images on each side of the Fréchet distance"),
+    "reconstruction_images": (2, limits.TEST_IMAGES, "test images reconstructed (all by "
+                                                     "default)"),
     "restyle_per_class": (1, 1000, "test images of each class restyled as every other class "
                                    "(and back) for the label figures"),
 }

@@ -875,6 +875,8 @@ def test_a_huge_count_is_refused_before_tensorflow_loads(tmp_path):
                  "--samples-per-class must be <= 10000", id="evaluate-samples-per-class"),
     pytest.param(pipelines.evaluate, ["--frechet-images", "10001"],
                  "--frechet-images must be <= 10000", id="evaluate-frechet-images"),
+    pytest.param(pipelines.evaluate, ["--reconstruction-images", "10001"],
+                 "--reconstruction-images must be <= 10000", id="evaluate-reconstruction-images"),
     pytest.param(pipelines.train_classifier, ["--epochs", "10001"], "--epochs must be <= 10000",
                  id="classifier-epochs"),
     pytest.param(pipelines.train_classifier, ["--batch-size", "60001"],

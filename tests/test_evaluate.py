@@ -185,7 +185,8 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
             "--models-dir", str(models_dir),
             "--iwae-k", "20", "--compare-k", "5", "--iwae-images", "64",
             "--samples-per-class", "20", "--frechet-images", "100", "--restyle-per-class", "3",
-            "--application-images", "20", "--classify-images", "30"]
+            "--reconstruction-images", "200", "--application-images", "20",
+            "--classify-images", "30"]
     result = run_python(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = {"class_grid.png", "reconstructions.png", "interpolation.png", "restyle.png",
@@ -202,6 +203,8 @@ def test_evaluate_end_to_end_writes_every_file_it_promises(trained, small_classi
     metrics = json.loads((out / "metrics.json").read_text())
     main = metrics["model"]
     assert main["test"]["images"] == 64 and main["test"]["iwae_k"] == 20
+    assert main["reconstruction"]["images"] == 200  # --reconstruction-images, the comparisons'
+    assert metrics["comparisons"]["tutorial"]["reconstruction"]["images"] == 200
     assert main["test"]["neg_iwae"] <= main["test"]["neg_elbo"] + 1e-6
     assert main["frechet"]["samples"] > main["frechet"]["held_out_real"] > 0
     # The --compare bound on the main model's gray levels is the first 5 of its 20 samples.
