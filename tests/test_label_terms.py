@@ -119,3 +119,25 @@ def test_the_shipped_recipe_starts_from_version_10_and_the_others_from_scratch()
     old = json.loads((REPO / "saved_models/cvae/10/assets.extra/config.json").read_text())
     assert Config.from_dict(old).train.swap_weight == 0
     assert Config.from_dict(old).train.init_from is None
+
+
+def test_vae_weights_move_a_model_with_label_terms_into_one_without():
+    """What the time-to-quality benchmark's scorer does with the shipped recipe's model."""
+    tf.keras.utils.set_random_seed(1)
+    # No KL warm-up: its weight follows the optimiser's step, which the copy does not carry.
+    trained = compiled_model(Config.small(swap_weight=30.0, code_adversary_weight=1.0,
+                                          kl_warmup_steps=0), steps_per_epoch=10)
+    trained.train_step(_batch())
+    plain = compiled_model(Config.small(kl_warmup_steps=0), steps_per_epoch=None)
+    assert len(trained.weights) > len(plain.weights)
+    with pytest.raises(ValueError):
+        plain.set_weights(trained.get_weights())  # the judge's and adversary's are extra
+    plain.set_weights(trained.vae_weights())
+    x, y, eps = _batch()
+    trained.reset_metrics()  # its running means still hold the train step's
+    ours = plain.test_step((x, y, eps))
+    theirs = trained.test_step((x, y, eps))
+    assert float(ours["neg_elbo"]) == pytest.approx(float(theirs["neg_elbo"]), rel=1e-6)
+    for mine, source in zip(plain.encoder.weights + plain.decoder.weights,
+                            trained.encoder.weights + trained.decoder.weights):
+        np.testing.assert_array_equal(mine.numpy(), source.numpy())

@@ -124,6 +124,13 @@ class CVAE(keras.Model):
         return [v for net in (self.code_adversary, self.label_judge) if net is not None
                 for v in net.trainable_variables]
 
+    def vae_weights(self) -> list:
+        """The weights without the label terms' networks, in `weights` order: what a model of
+        the same config built without label terms takes in `set_weights`."""
+        own = {id(v) for net in (self.code_adversary, self.label_judge) if net is not None
+               for v in net.weights}
+        return [v.numpy() for v in self.weights if id(v) not in own]
+
     @property
     def metrics(self):
         return list(self.trackers.values())

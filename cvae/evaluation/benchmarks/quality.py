@@ -45,12 +45,15 @@ def _race_data(config: Config, settings: Settings):
     n = settings.train_images
     train = tuple(a[:n] for a in splits.train)
     validation = tuple(a[:max(n // 5, 1)] for a in splits.validation)
+    # The VAE alone: the label terms' networks (the swap loss's judge) do not enter the ELBO,
+    # and the baseline's model has none.
     scorer = compiled_model(config.replace(precision="float32", steps_per_execution=1,
-                                           jit_compile=False), steps_per_epoch=None)
+                                           jit_compile=False, swap_weight=0.0,
+                                           code_adversary_weight=0.0), steps_per_epoch=None)
     validation_batches = make_dataset(config, validation, training=False)
 
     def validation_neg_elbo(model: CVAE) -> float:
-        scorer.set_weights(model.get_weights())
+        scorer.set_weights(model.vae_weights())
         value = float(scorer.evaluate(validation_batches, return_dict=True, verbose=0)["neg_elbo"])
         if not math.isfinite(value):
             raise RuntimeError(f"time to quality: validation neg_elbo is {value}")
