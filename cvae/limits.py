@@ -10,6 +10,8 @@ argument checks of `pipelines.*` read them before anything heavy is imported.
 # split, and no evaluation can use more test images than there are.
 TRAIN_IMAGES = 60_000
 TEST_IMAGES = 10_000
+# Images in a folder of one's own (`cvae.data.folder`): its catalogue is held in memory.
+MAX_CATALOGUE_IMAGES = 5_000_000
 
 # Generation (`pipelines.generate`, `pipelines.client`).
 # Images one `pipelines.generate` writes. Without --out, the --npy file is written as they are

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure the Fashion-MNIST IDX files can be found (see cvae/data.py for the search order).
+# Makes sure the Fashion-MNIST IDX files can be found (see cvae/data/__init__.py for the search order).
 set -euo pipefail
 files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 have() { for f in "${files[@]}"; do [ -f "$1/$f" ] || return 1; done; }

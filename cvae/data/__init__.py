@@ -1,4 +1,7 @@
-"""Fashion-MNIST: reading the original IDX files (or tfds) and the tf.data input pipeline."""
+"""The data: Fashion-MNIST read from the original IDX files (or tfds) and the tf.data input
+pipeline, here; metadata fields in `cvae.data.fields`, a folder of one's own images in
+`cvae.data.folder`. (Fashion-MNIST's reader stays in the package's own module, where every
+caller and test has always found it.)"""
 
 from __future__ import annotations
 

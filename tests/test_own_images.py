@@ -1,0 +1,262 @@
+"""Metadata fields (`cvae.data.fields`) and a folder of one's own images (`cvae.data.folder`):
+the encoding of each kind of field, the catalogue read from a CSV or from class sub-folders,
+every refusal naming the file, the row and the field, the split by a seed, and the images
+streamed through tf.data equal to the files' pixels."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae.data import fields as fl
+from cvae.data import folder
+from cvae.data.fields import Field, FieldError
+from cvae.data.folder import CatalogueError, read_catalogue, read_images
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def _garments(root, n=12, side=16, mode="RGB"):
+    """n small images, a coloured square on black whose size grows with i: (file, colour,
+    fill) rows, fill the share of the frame the square covers."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        colour = list(COLOURS)[i % 3]
+        size = 4 + i % 4 * 2
+        pixels = np.zeros([side, side, 3], np.uint8)
+        pixels[:size, :size] = COLOURS[colour]
+        name = f"g{i:02d}.png"
+        Image.fromarray(pixels).convert(mode).save(root / name)
+        rows.append((name, colour, size * size / side ** 2))
+    return rows
+
+
+def _csv(path, rows, header=("file", "colour", "fill")):
+    lines = [",".join(header)] + [",".join(str(c) for c in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# Fields and their encoding
+
+
+def test_categorical_and_continuous_fields_encode_as_one_hot_and_scaled_value_with_a_flag():
+    fields = (Field("colour", values=("red", "green", "blue")),
+              Field("fill", "continuous", low=0.0, high=0.5))
+    values = np.array([[1, 0.25], [fl.UNKNOWN, 0.5], [2, fl.UNKNOWN]])
+    y = fl.encode(fields, values)
+    assert fl.width(fields) == 5 and y.dtype == np.float32
+    np.testing.assert_array_equal(y, [[0, 1, 0, 0.5, 1], [0, 0, 0, 1.0, 1], [0, 0, 1, 0, 0]])
+
+
+def test_a_value_is_parsed_by_its_field_and_refused_by_name():
+    colour = Field("colour", values=("red", "Dark blue"))
+    fill = Field("fill", "continuous", low=0, high=1)
+    assert colour.parse("dark BLUE") == 1.0 and colour.parse("  ") is fl.UNKNOWN
+    assert fill.parse("0.25") == 0.25 and math.isnan(fill.parse(""))
+    with pytest.raises(FieldError, match=r"field colour: unknown value 'purple'; its values are "
+                                         r"red, Dark blue"):
+        colour.parse("purple")
+    with pytest.raises(FieldError, match=r"field fill: 1.5 is outside its range 0..1"):
+        fill.parse("1.5")
+    with pytest.raises(FieldError, match=r"field fill: 'lots' is not a number"):
+        fill.parse("lots")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(name="9lives", values=("a",)), "use letters, digits and _"),
+    (dict(name="tone", values=()), "needs 1 to 1000 values, got 0"),
+    (dict(name="tone", values=("dark", "dark")), "value\\(s\\) dark repeated"),
+    (dict(name="fill", kind="continuous", low=1.0, high=1.0), "needs finite low < high"),
+    (dict(name="fill", kind="ordinal"), "is not categorical or continuous"),
+])
+def test_a_wrong_field_definition_is_refused(kwargs, message):
+    with pytest.raises(FieldError, match=message):
+        Field(**kwargs)
+
+
+def test_fields_survive_json_and_repeated_names_are_refused():
+    fields = (Field("colour", values=("red", "blue"), description="the garment's colour"),
+              Field("fill", "continuous", low=0, high=0.5))
+    assert tuple(Field.from_json(f.to_json()) for f in fields) == fields
+    with pytest.raises(FieldError, match="field\\(s\\) colour defined twice"):
+        fl.check_fields(fields + fields[:1])
+
+
+# The catalogue
+
+
+def test_a_csv_catalogue_reads_every_row_with_its_fields(tmp_path):
+    rows = _garments(tmp_path / "images")
+    csv = _csv(tmp_path / "meta.csv", rows)
+    cat = read_catalogue(tmp_path / "images", csv, continuous={"fill": (0.0, 1.0)})
+    assert len(cat) == 12 and cat.shape == (16, 16, 3)
+    assert [f.name for f in cat.fields] == ["colour", "fill"]
+    assert cat.fields[0].values == ("blue", "green", "red")  # sorted, as found
+    assert [cat.files[i].rsplit("/", 1)[1] for i in range(3)] == ["g00.png", "g01.png", "g02.png"]
+    np.testing.assert_array_equal(cat.values[:3, 0], [2, 1, 0])  # red, green, blue
+    np.testing.assert_allclose(cat.values[:, 1], [r[2] for r in rows])
+    y = cat.conditions()
+    assert y.shape == (12, 5) and (y[:, :3].sum(1) == 1).all() and (y[:, 4] == 1).all()
+
+
+def test_declared_values_keep_their_order_and_an_empty_cell_is_unknown(tmp_path):
+    rows = _garments(tmp_path / "images", n=4)
+    rows[1] = (rows[1][0], "", rows[1][2])
+    csv = _csv(tmp_path / "meta.csv", rows)
+    cat = read_catalogue(tmp_path / "images", csv, continuous={"fill": (0, 1)},
+                         values={"colour": ("red", "green", "blue", "black")})
+    assert cat.fields[0].values == ("red", "green", "blue", "black")
+    assert cat.values[0, 0] == 0 and math.isnan(cat.values[1, 0]) and cat.values[2, 0] == 2
+    assert cat.conditions()[1, :4].sum() == 0
+
+
+def test_class_sub_folders_give_one_label_field_as_keras_reads_them(tmp_path):
+    for name in ("sneaker", "bag", "coat"):
+        _garments(tmp_path / "images" / name, n=2 if name != "coat" else 3, mode="L")
+    (tmp_path / "images" / "bag" / "notes.txt").write_text("not an image")
+    cat = read_catalogue(tmp_path / "images")
+    assert cat.fields == (Field("label", values=("bag", "coat", "sneaker")),)
+    assert cat.shape == (16, 16, 1) and len(cat) == 7
+    np.testing.assert_array_equal(cat.values[:, 0], [0, 0, 1, 1, 1, 2, 2])
+
+
+def test_a_seed_gives_one_split_and_another_seed_another(tmp_path):
+    first = folder.split(100, seed=3, validation_share=0.1, test_share=0.2)
+    again = folder.split(100, seed=3, validation_share=0.1, test_share=0.2)
+    other = folder.split(100, seed=4, validation_share=0.1, test_share=0.2)
+    assert {k: len(v) for k, v in first.items()} == {"train": 70, "validation": 10, "test": 20}
+    assert np.array_equal(np.sort(np.concatenate(list(first.values()))), np.arange(100))
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["test"], other["test"])
+    with pytest.raises(CatalogueError, match="2 images cannot be split"):
+        folder.split(2, seed=0, validation_share=0.1, test_share=0.1)
+
+
+def test_streamed_images_are_the_files_pixels_with_their_conditions(tmp_path):
+    rows = _garments(tmp_path / "images", n=6)
+    cat = read_catalogue(tmp_path / "images", _csv(tmp_path / "meta.csv", rows),
+                         continuous={"fill": (0, 1)})
+    rows_wanted = np.array([4, 0, 5])
+    images, conditions = read_images(cat, rows_wanted)
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
+    for got, row in zip(images, rows_wanted):
+        np.testing.assert_array_equal(got, np.asarray(Image.open(cat.files[row])))
+    np.testing.assert_array_equal(conditions, cat.conditions(rows_wanted))
+
+
+# Refusals: each names the file, the row and the field
+
+
+def _refused(tmp_path, rows, message, header=("file", "colour", "fill"), **kwargs):
+    csv = _csv(tmp_path / "meta.csv", rows, header)
+    with pytest.raises(CatalogueError, match=message):
+        read_catalogue(tmp_path / "images", csv, **{"continuous": {"fill": (0, 1)}, **kwargs})
+
+
+def test_a_csv_without_the_file_column_or_a_field_column_is_refused(tmp_path):
+    rows = _garments(tmp_path / "images", n=3)
+    _refused(tmp_path, [r[1:] for r in rows], r"meta.csv: no 'file' column \(its columns: "
+                                              r"colour, fill\)", header=("colour", "fill"))
+    _refused(tmp_path, [r[:2] for r in rows], r"meta.csv: no column for field 'fill'",
+             header=("file", "colour"))
+
+
+def test_a_missing_or_duplicate_file_is_refused_with_its_row(tmp_path):
+    rows = _garments(tmp_path / "images", n=3)
+    _refused(tmp_path, rows + [("gone.png", "red", 0.1)],
+             r"meta.csv row 5: 'gone.png' is not in .*images")
+    _refused(tmp_path, rows + [rows[0]], r"meta.csv row 5: 'g00.png' is listed again "
+                                         r"\(first on row 2\)")
+
+
+def test_a_bad_value_is_refused_with_its_row_and_field(tmp_path):
+    rows = _garments(tmp_path / "images", n=3)
+    _refused(tmp_path, [rows[0], (rows[1][0], "purple", 0.1), rows[2]],
+             r"meta.csv row 3: field colour: unknown value 'purple'",
+             values={"colour": ("red", "green", "blue")})
+    _refused(tmp_path, [rows[0], rows[1], (rows[2][0], "red", 1.5)],
+             r"meta.csv row 4: field fill: 1.5 is outside its range 0..1")
+    _refused(tmp_path, [rows[0], (rows[1][0], "red", "big"), rows[2]],
+             r"meta.csv row 3: field fill: 'big' is not a number")
+
+
+def test_an_image_of_another_size_or_channel_count_is_refused(tmp_path):
+    rows = _garments(tmp_path / "images", n=3)
+    Image.new("RGB", (20, 20)).save(tmp_path / "images" / rows[1][0])
+    _refused(tmp_path, rows, r"g01.png: 20x20 with 3 channel\(s\), but .*g00.png is 16x16 "
+                             r"with 3")
+    Image.new("L", (16, 16)).save(tmp_path / "images" / rows[1][0])
+    _refused(tmp_path, rows, r"g01.png: 16x16 with 1 channel\(s\), but .*g00.png is 16x16 "
+                             r"with 3")
+    Image.new("RGBA", (16, 16)).save(tmp_path / "images" / rows[1][0])
+    _refused(tmp_path, rows, r"g01.png: colour mode RGBA; grey \(L\) and RGB images are read")
+
+
+def test_an_empty_or_corrupt_image_is_refused(tmp_path):
+    rows = _garments(tmp_path / "images", n=3)
+    (tmp_path / "images" / rows[2][0]).write_bytes(b"")
+    _refused(tmp_path, rows, r"g02.png: empty file")
+    good = (tmp_path / "images" / rows[0][0]).read_bytes()
+    (tmp_path / "images" / rows[2][0]).write_bytes(good[: len(good) // 2])
+    _refused(tmp_path, rows, r"g02.png: not a readable PNG or JPEG image")
+
+
+def test_images_whose_side_the_networks_cannot_take_are_refused(tmp_path):
+    rows = _garments(tmp_path / "images", n=3, side=18)
+    _refused(tmp_path, rows, r"images are 18x18; the networks take square images whose side "
+                             r"is a multiple of 4")
+
+
+def test_a_folder_without_sub_folders_or_csv_is_refused(tmp_path):
+    _garments(tmp_path / "images", n=2)
+    with pytest.raises(CatalogueError, match="no class sub-folders and no --metadata CSV"):
+        read_catalogue(tmp_path / "images")
+    with pytest.raises(CatalogueError, match="no such folder"):
+        read_catalogue(tmp_path / "nothing")
+
+
+# scripts/fashion_mnist_folder.py: Fashion-MNIST in the layout one's own images come in
+
+
+def test_the_script_writes_fashion_mnist_as_a_folder_the_catalogue_reads(tmp_path):
+    import subprocess
+    import sys
+
+    from cvae.config import DataConfig
+    from cvae.data import load_splits
+    from cvae.labels import CLASS_NAMES
+    from conftest import REPO
+
+    import importlib.util
+
+    script = str(REPO / "scripts" / "fashion_mnist_folder.py")
+    spec = importlib.util.spec_from_file_location("fashion_mnist_folder", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for layout, extra in (("csv", ["--colours"]), ("folders", [])):
+        out = tmp_path / layout
+        subprocess.run([sys.executable, script, "--out", str(out), "--limit", "30",
+                        "--layout", layout, *extra], check=True, capture_output=True)
+        cat = read_catalogue(out, out / "metadata.csv" if layout == "csv" else None)
+        assert len(cat) == 30
+        train_images, train_labels = load_splits(DataConfig(validation_size=1)).train
+        if layout == "csv":
+            assert cat.shape == (28, 28, 3) and [f.name for f in cat.fields] == ["label", "colour"]
+            images, _ = read_images(cat, np.arange(30))
+            for i in range(30):  # each garment is its grey image times its colour
+                colour = cat.fields[1].values[int(cat.values[i, 1])]
+                tint = np.array(module.COLOURS[colour], np.float32)
+                want = train_images[i][..., None].astype(np.float32) / 255 * tint
+                np.testing.assert_allclose(images[i], want, atol=0.51)
+                assert cat.fields[0].values[int(cat.values[i, 0])] == CLASS_NAMES[train_labels[i]]
+        else:
+            assert cat.shape == (28, 28, 1)
+            names = [cat.fields[0].values[int(v)] for v in cat.values[:, 0]]
+            assert sorted(names) == sorted(CLASS_NAMES[c].replace("/", "-")
+                                           for c in train_labels[:30])
+    result = subprocess.run([sys.executable, script, "--out", str(tmp_path / "csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "already exists" in result.stderr
