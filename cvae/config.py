@@ -136,13 +136,17 @@ class ModelConfig:
     # Lower bound of the logistic scale, in [0, 1] pixel units (0.3 of one gray level): keeps
     # log-probabilities finite on pixels the decoder is certain about.
     min_scale: float = 1e-3
+    # (height, width, channels) of the images: Fashion-MNIST's 28x28 grey, or what a folder of
+    # one's own holds (`cvae.data.folder`): square, a side that is a multiple of 4 (the networks
+    # halve it twice), 1 (grey) or 3 (RGB) channels, each channel its own likelihood.
+    image_shape: tuple[int, ...] = (28, 28, 1)
 
     def __post_init__(self):
         _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "must be >= 1")
         _require(len(self.encoder_filters) == 2, "encoder_filters", self.encoder_filters,
-                 "must have 2 entries (28 -> 14 -> 7)")
+                 "must have 2 entries (28 -> 14 -> 7: the side halved twice)")
         _require(len(self.decoder_filters) == 2, "decoder_filters", self.decoder_filters,
-                 "must have 2 entries (7 -> 14 -> 28)")
+                 "must have 2 entries (7 -> 14 -> 28: the side doubled twice)")
         _require(all(f >= 1 for f in self.encoder_filters + self.decoder_filters),
                  "encoder_filters/decoder_filters", self.encoder_filters + self.decoder_filters,
                  "must be positive")
@@ -168,6 +172,13 @@ class ModelConfig:
         _require(self.likelihood in typing.get_args(Likelihood), "likelihood", self.likelihood,
                  f"must be one of {typing.get_args(Likelihood)}")
         _require(self.min_scale > 0, "min_scale", self.min_scale, "must be > 0")
+        _require(len(self.image_shape) == 3 and self.image_shape[0] == self.image_shape[1]
+                 and self.image_shape[0] % 4 == 0 and 8 <= self.image_shape[0] <= 256
+                 and self.image_shape[2] in (1, 3), "image_shape", self.image_shape,
+                 "must be (side, side, channels), the side a multiple of 4 from 8 to 256, "
+                 "1 or 3 channels")
+        _require(self.architecture != "tutorial" or tuple(self.image_shape) == (28, 28, 1),
+                 "image_shape", self.image_shape, "the tutorial's networks take 28x28x1 only")
         _at_most("latent_dim", self.latent_dim, limits.MAX_LATENT_DIM)
         for name in ("hidden_dim", "decoder_hidden", "encoder_filters", "decoder_filters"):
             _at_most(name, getattr(self, name), limits.MAX_LAYER_WIDTH)

@@ -24,7 +24,9 @@ def _other_value(field, default):
     if isinstance(default, bool):
         return (not default), [("--no-" if default else "--") + field.name.replace("_", "-")]
     flag = "--" + field.name.replace("_", "-")
-    if isinstance(default, tuple):
+    if field.name == "image_shape":  # doubled, it would have 2 channels
+        value = (32, 32, 3)
+    elif isinstance(default, tuple):
         value = tuple(2 * v for v in default)
     elif typing.get_origin(config_module._resolved_type(field.type)) is typing.Literal:
         value = next(c for c in choices if c != default)

@@ -231,3 +231,49 @@ def test_compiled_model_takes_the_fast_path_the_config_asks_for():
     bf16 = compiled_model(Config.small().replace(precision="mixed_bfloat16"), steps_per_epoch=8)
     assert bf16.encoder.down1.compute_dtype == "bfloat16"
     assert type(bf16.optimizer) is FusedAdam  # no loss scaling for bfloat16
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "conv", "mlp"])
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "bernoulli"])
+def test_rgb_images_of_another_side_train_and_decode_per_channel(architecture, likelihood):
+    """Own images (cvae.data.folder): 16x16 RGB through the same networks and likelihoods,
+    each channel its own likelihood, gradients reaching every weight."""
+    config = dataclasses.replace(Config.small().model, architecture=architecture,
+                                 likelihood=likelihood, image_shape=(16, 16, 3))
+    m = build_model(config, kl_warmup_steps=0)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(0, 256, (8, 16, 16, 3)) / 255.0, tf.float32)
+    if likelihood == "bernoulli":
+        x = tf.round(x)
+    y = tf.constant(np.arange(8) % 10, tf.int32)
+    out = m((x, y))
+    channels = 6 if likelihood == "discretized_logistic" else 3
+    assert out["params"].shape == (8, 16, 16, channels)
+    p = m.likelihood(out["z"], y)
+    assert p.event_shape == (16, 16, 3) and p.batch_shape == (8,)
+    # Each channel scored by its own parameters: the log-probability is the sum over the three
+    # one-channel likelihoods of the split parameters.
+    target = likelihoods.target(x, likelihood)
+    if likelihood == "discretized_logistic":
+        parts = [tf.stack([out["params"][..., c], out["params"][..., 3 + c]], -1)
+                 for c in range(3)]
+    else:
+        parts = [out["params"][..., c:c + 1] for c in range(3)]
+    summed = sum(likelihoods.distribution(part, likelihood, config.min_scale).log_prob(
+        target[..., c:c + 1]) for c, part in enumerate(parts))
+    np.testing.assert_allclose(p.log_prob(target).numpy(), summed.numpy(), rtol=1e-5)
+    assert m.decode(out["z"], y).shape == (8, 16, 16, 3)
+    with tf.GradientTape() as tape:
+        loss = m.loss_terms(x, y, 1.0)["loss"]
+    grads = tape.gradient(loss, m.trainable_variables)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+@pytest.mark.parametrize("shape", [(30, 30, 1), (16, 20, 3), (16, 16, 4), (4, 4, 1)])
+def test_an_image_shape_the_networks_cannot_take_is_refused(shape):
+    with pytest.raises(ValueError, match="image_shape"):
+        dataclasses.replace(Config.small().model, image_shape=shape)
+    with pytest.raises(ValueError, match="the tutorial's networks take 28x28x1 only"):
+        dataclasses.replace(Config.small().model, architecture="tutorial",
+                            image_shape=(16, 16, 3))

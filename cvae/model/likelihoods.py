@@ -1,7 +1,8 @@
 """Pixel likelihoods p(x|z,y): the decoder's output parameters turned into a distribution.
 
-Each likelihood is a `tfp.distributions` object over an event of shape [28, 28, 1] (pixels are
-independent given z and y), plus the image the exported model returns, its mean.
+Each likelihood is a `tfp.distributions` object over an event of shape [H, W, C] (pixels and
+their channels are independent given z and y; [28, 28, 1] for Fashion-MNIST), plus the image
+the exported model returns, its mean.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ tfd = tfp.distributions
 LEVELS = 255.0  # 8-bit pixels take the values 0..255
 
 
-def output_channels(kind: Likelihood) -> int:
-    """Parameters the decoder emits per pixel: logits, or a logistic's location and scale."""
-    return 2 if kind == "discretized_logistic" else 1
+def output_channels(kind: Likelihood, image_channels: int = 1) -> int:
+    """Parameters the decoder emits per pixel: a logit per channel, or a logistic's location
+    per channel then its scale per channel."""
+    return (2 if kind == "discretized_logistic" else 1) * image_channels
 
 
 def _loc_scale(params: tf.Tensor, min_scale: float) -> tuple[tf.Tensor, tf.Tensor]:
-    return params[..., :1], tf.nn.softplus(params[..., 1:]) + min_scale
+    channels = params.shape[-1] // 2  # the locations, then the scales
+    return params[..., :channels], tf.nn.softplus(params[..., channels:]) + min_scale
 
 
 class DiscretizedLogistic(tfd.Distribution):
@@ -102,7 +105,7 @@ class DiscretizedLogistic(tfd.Distribution):
 
 
 def distribution(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tfd.Distribution:
-    """p(x|z,y) with batch shape [B] and event shape [28, 28, 1], over `target(x, kind)`."""
+    """p(x|z,y) with batch shape [B] and event shape [H, W, C], over `target(x, kind)`."""
     if kind == "bernoulli":
         pixel = tfd.Bernoulli(logits=params, dtype=tf.float32)
     elif kind == "continuous_bernoulli":
@@ -121,7 +124,7 @@ def target(x: tf.Tensor, kind: Likelihood) -> tf.Tensor:
 
 
 def mean(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
-    """E[x | z, y] in [0, 1] (float32 [B, 28, 28, 1]): the image the model shows.
+    """E[x | z, y] in [0, 1] (float32 [B, H, W, C]): the image the model shows.
 
     For the discretised logistic this is the mean of the logistic clipped to [0, 1],
     s * (softplus(m / s) - softplus((m - 1) / s)), in closed form; it equals the mean over the 256
@@ -138,7 +141,7 @@ def mean(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
 
 
 def image(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
-    """The image the model shows for p(x|z,y), float32 [B, 28, 28, 1] in [0, 1]: for the
+    """The image the model shows for p(x|z,y), float32 [B, H, W, C] in [0, 1]: for the
     discretised logistic each pixel's median gray level (the logistic's location, clipped),
     otherwise the mean.
 
@@ -155,7 +158,7 @@ def image(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
 
 
 def binarized_logits(params: tf.Tensor, kind: Likelihood, min_scale: float) -> tf.Tensor:
-    """Logits of P(pixel > 0.5 | z, y) per pixel, float32 [B, 28, 28, 1]: the model's own
+    """Logits of P(pixel > 0.5 | z, y) per pixel, float32 [B, H, W, C]: the model's own
     distribution over statically binarised images (`cvae.data.binarize_static`), so that models
     of gray levels and of binary pixels can be compared by the log-likelihood of the same
     binary images. For the discretised logistic, pixel > 0.5 means gray level >= 128, whose

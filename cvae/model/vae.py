@@ -264,7 +264,8 @@ class CVAE(keras.Model):
             z = tf.where(use_prior[:, None], prior, out["z"])
             params = self.decoder(z, one_hot_labels(targets))
             # The logistic's location, clipped: the image the model shows, differentiably.
-            drawn = tf.clip_by_value(tf.cast(params[..., :1], tf.float32), 0.0, 1.0)
+            channels = self.config.image_shape[2]
+            drawn = tf.clip_by_value(tf.cast(params[..., :channels], tf.float32), 0.0, 1.0)
             shown["swap_ce"] = _cross_entropy(targets, self.label_judge(drawn))
             generator += self.swap_weight * shown["swap_ce"]
             shown["judge_ce"] = _cross_entropy(labels, self.label_judge(x))
@@ -339,9 +340,9 @@ def build_model(config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0
     code_adversary_ramp_steps, swap_weight and swap_prior_share."""
     model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed,
                  dtype_policy=dtype_policy, xla_loss=xla_loss, **label_terms)
-    model((tf.zeros([1, 28, 28, 1]), tf.zeros([1], tf.int32)))
+    model((tf.zeros([1, *config.image_shape]), tf.zeros([1], tf.int32)))
     if model.code_adversary is not None:
         model.code_adversary(tf.zeros([1, config.latent_dim]))
     if model.label_judge is not None:
-        model.label_judge(tf.zeros([1, 28, 28, 1]))
+        model.label_judge(tf.zeros([1, *config.image_shape]))
     return model

@@ -37,8 +37,9 @@ class Encoder(keras.layers.Layer):
 
 
 class Decoder(keras.layers.Layer):
-    """p(x|z,y): [z, one-hot y] -> dense -> 7x7 -> transposed convolutions to 28x28 -> the
-    likelihood's parameters per pixel, [B, 28, 28, channels]. With `decoder_label_planes` the
+    """p(x|z,y): [z, one-hot y] -> dense -> 7x7 -> transposed convolutions to 28x28 (a
+    quarter of the image's side, doubled twice) -> the likelihood's parameters per pixel,
+    [B, 28, 28, parameters]. With `decoder_label_planes` the
     label is also tiled onto the 7x7 and 14x14 feature maps, so every layer sees the class."""
 
     def __init__(self, config: ModelConfig, **kwargs):
@@ -46,15 +47,17 @@ class Decoder(keras.layers.Layer):
         f1, f2 = config.decoder_filters
         policy = self.dtype_policy
         self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
-        self.project = keras.layers.Dense(7 * 7 * f1, activation="relu", dtype=policy)
-        self.reshape = keras.layers.Reshape((7, 7, f1), dtype=policy)
+        base = config.image_shape[0] // 4  # 7 for 28x28
+        self.project = keras.layers.Dense(base * base * f1, activation="relu", dtype=policy)
+        self.reshape = keras.layers.Reshape((base, base, f1), dtype=policy)
         self.up1 = keras.layers.Conv2DTranspose(f1, 3, strides=2, padding="same",
                                                 activation="relu", dtype=policy)
         self.up2 = keras.layers.Conv2DTranspose(f2, 3, strides=2, padding="same",
                                                 activation="relu", dtype=policy)
         # The likelihood's parameters in float32: log-probabilities of 784 pixels summed in
         # bfloat16 would lose the ELBO's digits.
-        self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood), 3,
+        self.out = keras.layers.Conv2D(likelihoods.output_channels(config.likelihood,
+                                                                   config.image_shape[2]), 3,
                                        padding="same", dtype="float32")
         self.label_planes = config.decoder_label_planes
 

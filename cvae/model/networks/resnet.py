@@ -70,21 +70,23 @@ class ResidualEncoder(keras.layers.Layer):
 class ResidualDecoder(keras.layers.Layer):
     """p(x|z,y): [z, y] -> dense `hidden_dim` -> dense to 7x7 x `decoder_filters[0]` ->
     residual blocks -> transposed conv to 14x14 x `decoder_filters[1]` -> residual blocks ->
-    conv3x3 to 4 x channels -> depth_to_space -> [B, 28, 28, channels]."""
+    conv3x3 to 4 x channels -> depth_to_space -> [B, 28, 28, channels] (for 28x28 images;
+    the side's quarter and half for others)."""
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         f7, f14 = config.decoder_filters
         policy = self.dtype_policy
         self.f7 = f7
+        self.base = config.image_shape[0] // 4  # 7 for 28x28
         self.hidden = keras.layers.Dense(config.hidden_dim, activation="relu", dtype=policy)
-        self.project = keras.layers.Dense(7 * 7 * f7, dtype=policy)
+        self.project = keras.layers.Dense(self.base * self.base * f7, dtype=policy)
         self.blocks7 = [ResidualBlock(f7, dtype=policy, name=f"block7_{i}")
                         for i in range(config.residual_blocks)]
         self.up = keras.layers.Conv2DTranspose(f14, 4, strides=2, padding="same", dtype=policy)
         self.blocks14 = [ResidualBlock(f14, dtype=policy, name=f"block14_{i}")
                          for i in range(config.residual_blocks)]
-        self.channels = likelihoods.output_channels(config.likelihood)
+        self.channels = likelihoods.output_channels(config.likelihood, config.image_shape[2])
         # The likelihood's parameters in float32: 784 log-probabilities summed in bfloat16 would
         # lose the ELBO's digits.
         self.out = keras.layers.Conv2D(4 * self.channels, 3, padding="same", dtype="float32")
@@ -92,7 +94,7 @@ class ResidualDecoder(keras.layers.Layer):
     def call(self, z, y_onehot):
         h = self.hidden(tf.concat([z, y_onehot], axis=-1))
         h = tf.reshape(self.project(tf.concat([h, tf.cast(y_onehot, h.dtype)], axis=-1)),
-                       [-1, 7, 7, self.f7])
+                       [-1, self.base, self.base, self.f7])
         for block in self.blocks7:
             h = block(h, y_onehot)
         h = self.up(tf.nn.relu(with_label_planes(h, tf.cast(y_onehot, h.dtype))))
