@@ -61,6 +61,19 @@ class DataConfig:
     batch_size: int = 128
     # Use only the first N training (and N // 5 validation) images: smoke runs and tests.
     limit: int | None = None
+    # One's own images instead of Fashion-MNIST (`cvae.data.folder`, docs/own-images.md): a
+    # folder of PNG or JPEG files, with `metadata` (a CSV: a `file` column and one column per
+    # field) or in class sub-folders (one field, `label`).
+    images: str | None = None
+    metadata: str | None = None
+    # The CSV's fields that are numbers, each "NAME=LOW:HIGH" (its range); the other columns
+    # are categorical, their values the column's distinct cells.
+    continuous: tuple[str, ...] = ()
+    # The folder's images held out for validation and for test, by a permutation of
+    # `split_seed` (the same split whatever the training seed).
+    validation_share: float = 0.1
+    test_share: float = 0.1
+    split_seed: int = 0
 
     def __post_init__(self):
         _require(self.validation_size >= 1, "validation_size", self.validation_size, "must be >= 1")
@@ -68,6 +81,13 @@ class DataConfig:
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be >= 1")
         for name in ("validation_size", "batch_size", "limit"):  # Fashion-MNIST's 60,000
             _at_most(name, getattr(self, name), limits.TRAIN_IMAGES)
+        for spec in self.continuous:
+            _require(continuous_range(spec) is not None, "continuous", spec,
+                     "must be NAME=LOW:HIGH with numbers LOW < HIGH, e.g. fill=0:1")
+        for name in ("validation_share", "test_share"):
+            _require(0 < getattr(self, name) < 0.5, name, getattr(self, name),
+                     "must be between 0 and 0.5")
+        _require(self.split_seed >= 0, "split_seed", self.split_seed, "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +160,10 @@ class ModelConfig:
     # one's own holds (`cvae.data.folder`): square, a side that is a multiple of 4 (the networks
     # halve it twice), 1 (grey) or 3 (RGB) channels, each channel its own likelihood.
     image_shape: tuple[int, ...] = (28, 28, 1)
+    # The metadata the model is conditioned on, when it is not Fashion-MNIST's class: each a
+    # `cvae.data.fields.Field` as JSON, set from the data by training (not a flag). Empty: the
+    # ten classes, an integer label.
+    fields: tuple[dict, ...] = ()
 
     def __post_init__(self):
         _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "must be >= 1")
@@ -393,6 +417,17 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     applications: ApplicationsConfig = dataclasses.field(default_factory=ApplicationsConfig)
 
+    def __post_init__(self):
+        if self.model.fields:  # a model of metadata fields, not of Fashion-MNIST's class
+            for name in ("swap_weight", "code_adversary_weight"):
+                _require(getattr(self.train, name) == 0, name, getattr(self.train, name),
+                         "must be 0 for a model of metadata fields (its networks judge "
+                         "Fashion-MNIST's ten classes; Config.own_images)")
+            _require(self.model.sampling == "prior", "sampling", self.model.sampling,
+                     "must be prior for a model of metadata fields (Config.own_images)")
+            _require(self.model.conditional, "conditional", self.model.conditional,
+                     "must be true for a model of metadata fields")
+
     @classmethod
     def small(cls, **train_overrides) -> "Config":
         """A seconds-long variant for tests and smoke runs: 512 images, tiny layers, 1 epoch."""
@@ -424,6 +459,13 @@ class Config:
                             kl_warmup_steps=0, swap_weight=0.0,
                             encoder_filters=(32, 64), decoder_filters=(64, 32),
                             name="tutorial", export_dir="saved_models/cvae-tutorial")
+
+    def own_images(self) -> "Config":
+        """The recipe for a folder of one's own images (`--images`, docs/own-images.md): from
+        random weights, 30 epochs from Adam at 2e-3; codes from N(0, I) (the per-class
+        mixtures and the label terms are Fashion-MNIST's ten classes')."""
+        return self.replace(init_from=None, epochs=30, learning_rate=2e-3, swap_weight=0.0,
+                            code_adversary_weight=0.0, sampling="prior", temperature=1.0)
 
     def quick(self) -> "Config":
         """The shipped recipe from scratch (`from_scratch`, the label terms included) in 12
@@ -543,6 +585,22 @@ def resolve_precision(precision: Precision, cpu_flags: set[str] | None = None,
     return "mixed_bfloat16" if not gpus and cpu_flags & {"amx_bf16", "avx512_bf16"} else "float32"
 
 
+def continuous_range(spec: str) -> tuple[str, float, float] | None:
+    """("fill", 0.0, 1.0) from "fill=0:1", or None if `spec` is not NAME=LOW:HIGH with
+    LOW < HIGH."""
+    name, _, rest = str(spec).partition("=")
+    low, _, high = rest.partition(":")
+    try:
+        low, high = float(low), float(high)
+    except ValueError:
+        return None
+    return (name.strip(), low, high) if name.strip() and low < high else None
+
+
+# Config fields that are set from the data, not given as flags.
+NOT_FLAGS = frozenset({"fields"})
+
+
 def _field_owners() -> dict[str, str]:
     owners = {}
     for section, section_type in _SECTIONS.items():
@@ -565,6 +623,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for section, section_type in _SECTIONS.items():
         group = parser.add_argument_group(f"{section} config")
         for f in dataclasses.fields(section_type):
+            if f.name in NOT_FLAGS:
+                continue
             t = _resolved_type(f.type)
             flag = "--" + f.name.replace("_", "-")
             kwargs = {"default": None, "dest": f.name,
@@ -573,7 +633,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             if typing.get_origin(t) is Literal:
                 kwargs["choices"] = args
             elif typing.get_origin(t) is tuple:
-                kwargs.update(type=int, nargs="+")
+                kwargs.update(type=args[0] if args and args[0] is not Ellipsis else int,
+                              nargs="+")
             elif t is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif isinstance(t, types.UnionType):  # e.g. `int | None`

@@ -12,15 +12,18 @@ from cvae.files import atomic_write_bytes
 
 
 def grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
-    """Tiles float images [N, 28, 28, 1] in [0, 1] row by row into one uint8 image [H, W, 1]
-    with `pad` black pixels between tiles; missing tiles at the end stay black."""
+    """Tiles float images [N, h, w, C] in [0, 1] (28x28x1 for Fashion-MNIST) row by row into
+    one uint8 image [H, W, C] with `pad` black pixels between tiles; missing tiles at the end
+    stay black."""
     if columns < 1:
         raise ValueError(f"a grid needs at least 1 column, got {columns}")
     images = np.asarray(images, dtype=np.float32)
     n, h, w = images.shape[:3]
+    channels = images.shape[3] if images.ndim == 4 else 1
     rows = -(-n // columns)
-    out = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, 1), np.uint8)
-    pixels = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8).reshape(n, h, w, 1)
+    out = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, channels), np.uint8)
+    pixels = np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8).reshape(
+        n, h, w, channels)
     for i in range(n):
         r, c = divmod(i, columns)
         out[pad + r * (h + pad): pad + r * (h + pad) + h,

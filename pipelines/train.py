@@ -3,6 +3,7 @@
     python -m pipelines.train [--epochs 40 --latent-dim 64 ...]   # every config field is a flag
     python -m pipelines.train --recipe quick                       # `make train`: 15 epochs
     python -m pipelines.train --recipe tutorial --name tutorial    # TensorFlow tutorial's recipe
+    python -m pipelines.train --images DIR [--metadata FILE.csv] --name NAME  # your own images
     python -m pipelines.train --name NAME --resume                 # continue runs/NAME
     python -m pipelines.train --strategy mirrored                  # every local GPU
     TF_CONFIG=... python -m pipelines.train --strategy multiworker # one process per machine
@@ -39,6 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "Config.fast, ...)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
+    if args.images and not args.no_export:
+        parser.error("--images: a model of metadata fields cannot be exported yet "
+                     "(docs/own-images.md); add --no-export to train it")
+    if args.metadata and not args.images:
+        parser.error("--metadata needs --images, the folder its files are in")
     if args.resume and args.recipe != "cvae":
         parser.error("--recipe goes with a new run; --resume takes the run's own config")
     return args
@@ -56,7 +62,8 @@ def recipe(name: str) -> Config:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    base = recipe(args.recipe)
+    # One's own images start from their own recipe (Config.own_images) unless one is named.
+    base = Config().own_images() if args.images and args.recipe == "cvae" else recipe(args.recipe)
     if args.resume:
         run_dir = Path(args.runs_dir or base.train.runs_dir) / (args.name or base.train.name)
         if not (run_dir / "config.json").is_file():

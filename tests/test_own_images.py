@@ -260,3 +260,109 @@ def test_the_script_writes_fashion_mnist_as_a_folder_the_catalogue_reads(tmp_pat
     result = subprocess.run([sys.executable, script, "--out", str(tmp_path / "csv")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "already exists" in result.stderr
+
+
+# Training from a folder: `python -m pipelines.train --images DIR --metadata FILE.csv`
+
+SMALL = ["--epochs", "1", "--batch-size", "32", "--latent-dim", "4", "--encoder-filters", "8",
+         "16", "--decoder-filters", "16", "8", "--hidden-dim", "32", "--residual-blocks", "0"]
+
+
+def _tinted_folder(tmp_path, n=200):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "garments"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "fashion_mnist_folder.py"), "--out",
+                    str(out), "--limit", str(n), "--colours"], check=True, capture_output=True)
+    return out
+
+
+def test_a_folder_trains_through_the_one_command_with_its_fields(tmp_path):
+    import json
+
+    from conftest import run_python
+
+    folder_dir = _tinted_folder(tmp_path)
+    result = run_python("-m", "pipelines.train", "--images", str(folder_dir), "--metadata",
+                        str(folder_dir / "metadata.csv"), "--name", "tinted", "--runs-dir",
+                        str(tmp_path / "runs"), "--no-export", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fields: label (10 values: Ankle boot, Bag, Coat" in result.stdout
+    assert "train 160, validation 20, test 20 images" in result.stdout
+    run = tmp_path / "runs" / "tinted"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["image_shape"] == [28, 28, 3]
+    assert [f["name"] for f in config["model"]["fields"]] == ["label", "colour"]
+    assert config["model"]["fields"][1]["values"] == ["blue", "green", "orange", "purple",
+                                                      "red", "yellow"]
+    assert config["model"]["sampling"] == "prior" and config["train"]["swap_weight"] == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert all(np.isfinite(metrics[s]["neg_elbo"]) for s in ("validation", "test"))
+    grid = np.asarray(Image.open(run / "samples" / "epoch_001.png"))
+    assert grid.ndim == 3 and grid.shape[2] == 3  # RGB, one row per label value
+    assert grid.shape[0] == 10 * 30 + 2
+
+
+def test_the_folder_pipeline_resumes_at_any_step(tmp_path):
+    rows = _garments(tmp_path / "images", n=12)
+    cat = read_catalogue(tmp_path / "images", _csv(tmp_path / "meta.csv", rows),
+                         continuous={"fill": (0, 1)})
+    split = folder.Rows(cat, np.arange(12))
+    kwargs = dict(batch_size=4, likelihood="bernoulli", seed=7, training=True, latent_dim=3)
+    full = list(folder.make_dataset(split, **kwargs).take(7).as_numpy_iterator())
+    resumed = list(folder.make_dataset(split, start_step=4, **kwargs).take(3)
+                   .as_numpy_iterator())
+    for a, b in zip(full[4:], resumed):
+        for part_a, part_b in zip(a, b):
+            np.testing.assert_array_equal(part_a, part_b)
+    x, values, eps = full[0]
+    assert x.shape == (4, 16, 16, 3) and set(np.unique(x)) <= {0.0, 1.0}  # binarised
+    assert values.shape == (4, 2) and eps.shape == (4, 3)
+    epoch = np.concatenate([b[1][:, 1] for b in full[:3]])  # an epoch: every image once
+    np.testing.assert_allclose(np.sort(epoch), np.sort(cat.values[:, 1]).astype(np.float32))
+
+
+def test_a_bad_folder_stops_the_command_before_anything_is_written(tmp_path):
+    from conftest import run_python
+
+    folder_dir = _tinted_folder(tmp_path, n=40)
+    lines = (folder_dir / "metadata.csv").read_text().splitlines()
+    lines[5] = lines[5].replace("Pullover", "Jumper").replace("Trouser", "Jumper").replace(
+        "Dress", "Jumper").replace("Coat", "Jumper").replace("Sandal", "Jumper")
+    (folder_dir / "metadata.csv").write_text("\n".join(lines) + "\n")
+    result = run_python("-m", "pipelines.train", "--images", str(folder_dir), "--metadata",
+                        str(folder_dir / "metadata.csv"), "--continuous", "colour=0:1",
+                        "--name", "bad", "--runs-dir", str(tmp_path / "runs"), "--no-export",
+                        *SMALL)
+    assert result.returncode != 0
+    assert "metadata.csv row 2: field colour: " in result.stderr and "is not a number" in (
+        result.stderr)
+    assert not (tmp_path / "runs").exists()
+    result = run_python("-m", "pipelines.train", "--metadata", str(folder_dir / "metadata.csv"),
+                        "--runs-dir", str(tmp_path / "runs"), *SMALL)
+    assert result.returncode != 0 and "--metadata needs --images" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    result = run_python("-m", "pipelines.train", "--images", str(folder_dir),
+                        "--runs-dir", str(tmp_path / "runs"), *SMALL)
+    assert result.returncode == 2 and "cannot be exported yet" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    pytest.param("continuous", ("fill",), "continuous='fill' must be NAME=LOW:HIGH",
+                 id="no-range"),
+    pytest.param("continuous", ("fill=1:0",), "continuous='fill=1:0' must be NAME=LOW:HIGH",
+                 id="empty-range"),
+    pytest.param("validation_share", 0.5, "validation_share=0.5 must be between 0 and 0.5",
+                 id="validation-share"),
+    pytest.param("test_share", 0.0, "test_share=0.0 must be between 0 and 0.5",
+                 id="test-share"),
+])
+def test_a_wrong_continuous_range_or_share_is_refused(field, value, message):
+    from cvae.config import Config
+
+    with pytest.raises(ValueError, match=message):
+        Config().replace(**{field: value})

@@ -148,3 +148,25 @@ def encode(fields, values: np.ndarray) -> np.ndarray:
             scaled = np.where(known, (column - field.low) / (field.high - field.low), 0.0)
             parts.append(np.stack([scaled, known], axis=1).astype(np.float32))
     return np.concatenate(parts, axis=1)
+
+
+def encode_tensor(fields, values):
+    """`encode` in TensorFlow, for the model and its signatures: values float32 [B,
+    len(fields)] (NaN unknown; a categorical value its index) -> y float32 [B, width]. An
+    index outside a categorical field's values encodes as unknown (all zeros): callers that
+    take values from users check them first."""
+    import tensorflow as tf
+
+    values = tf.cast(values, tf.float32)
+    parts = []
+    for i, field in enumerate(fields):
+        column = values[:, i]
+        known = tf.logical_not(tf.math.is_nan(column))
+        if field.kind == "categorical":
+            index = tf.where(known, tf.cast(tf.where(known, column, 0.0), tf.int32), -1)
+            parts.append(tf.one_hot(index, field.width, dtype=tf.float32))
+        else:
+            scaled = (column - field.low) / (field.high - field.low)
+            parts.append(tf.stack([tf.where(known, scaled, 0.0),
+                                   tf.cast(known, tf.float32)], axis=1))
+    return tf.concat(parts, axis=1)

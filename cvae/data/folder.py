@@ -262,3 +262,101 @@ def read_images(catalogue: Catalogue, rows) -> tuple[np.ndarray, np.ndarray]:
     """The images of `rows` and their encoded metadata as arrays, through `image_dataset`."""
     batches = list(image_dataset(catalogue, rows, 256).as_numpy_iterator())
     return (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """One split of a catalogue: its row indices."""
+
+    catalogue: Catalogue
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderSplits:
+    """A catalogue cut into train, validation and test (`split`), as `cvae.data.Splits` holds
+    Fashion-MNIST's."""
+
+    train: Rows
+    validation: Rows
+    test: Rows
+    source: str
+
+
+def load_folder_splits(config) -> FolderSplits:
+    """The catalogue of a `DataConfig` with `images` set, checked and split."""
+    from cvae.config import continuous_range
+
+    if config.metadata is not None and config.images is None:
+        raise CatalogueError("--metadata needs --images, the folder its files are in")
+    ranges = {}
+    for spec in config.continuous:
+        name, low, high = continuous_range(spec)
+        ranges[name] = (low, high)
+    catalogue = read_catalogue(config.images, config.metadata, continuous=ranges)
+    cut = split(len(catalogue), config.split_seed, config.validation_share, config.test_share)
+    if config.batch_size > len(cut["train"]):
+        raise CatalogueError(f"batch_size={config.batch_size} is larger than the "
+                             f"{len(cut['train'])} training images of {catalogue.source}")
+    return FolderSplits(**{k: Rows(catalogue, v) for k, v in cut.items()},
+                        source=catalogue.source)
+
+
+def make_dataset(split: Rows, *, batch_size: int, likelihood: str, seed: int, training: bool,
+                 latent_dim: int, start_step: int = 0, binarization: str = "dynamic"):
+    """`cvae.data.make_dataset` for a folder: (x float32 [B, H, W, C] in [0, 1], the fields'
+    values float32 [B, F] (NaN unknown), eps float32 [B, latent_dim]), the images read from
+    their files batch by batch as training needs them. The same stateless draws as
+    Fashion-MNIST's pipeline (order by (seed, epoch); binarisation and noise by (seed, step)),
+    so a run repeats and resumes exactly."""
+    import tensorflow as tf
+
+    from cvae.data import _BINARISE, _NOISE, _SHUFFLE, _stream, binarize_static, steps_per_epoch
+
+    catalogue = split.catalogue
+    height, width, channels = catalogue.shape
+    n = len(split)
+    paths = tf.constant([catalogue.files[r] for r in split.rows])
+    values = tf.constant(catalogue.values[split.rows], tf.float32)
+    if training:
+        steps = steps_per_epoch(n, batch_size)
+        if steps < 1:
+            raise CatalogueError(f"batch_size={batch_size} is larger than the {n} training "
+                                 f"images")
+
+        def epoch_batches(epoch):
+            order = tf.argsort(tf.random.stateless_uniform([n], _stream(seed, _SHUFFLE, epoch)))
+            return tf.data.Dataset.from_tensor_slices(
+                tf.reshape(order[:steps * batch_size], [steps, batch_size]))
+
+        first_epoch, skip = divmod(start_step, steps)
+        indices = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_batches).skip(skip)
+    else:
+        indices = tf.data.Dataset.range(n).batch(batch_size)
+        start_step = 0
+
+    def read(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                   expand_animations=False)
+        return tf.ensure_shape(image, [height, width, channels])
+
+    def batch(step, index):
+        pixels = tf.map_fn(read, tf.gather(paths, index), fn_output_signature=tf.uint8,
+                           parallel_iterations=16)
+        x = tf.cast(pixels, tf.float32) / 255.0
+        if likelihood == "bernoulli":
+            if binarization == "static":
+                x = binarize_static(x)
+            else:
+                u = tf.random.stateless_uniform(tf.shape(x), seed=_stream(seed, _BINARISE, step))
+                x = tf.cast(u < x, tf.float32)
+        eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
+                                         _stream(seed, _NOISE, step))
+        return x, tf.gather(values, index), eps
+
+    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step, 2**62), indices)
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from cvae.model import likelihoods, losses
 from cvae.config import ModelConfig
+from cvae.data.fields import Field, encode_tensor
 from cvae.labels import NUM_CLASSES
 from cvae.model.networks import NETWORKS
 
@@ -92,6 +94,9 @@ class CVAE(keras.Model):
                  swap_weight: float = 0.0, swap_prior_share: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        # A model of metadata fields takes their values float32 [B, len(fields)] (NaN unknown)
+        # where a Fashion-MNIST model takes an integer label [B].
+        self.fields = tuple(Field.from_json(f) for f in config.fields)
         self.beta = float(beta)
         # With it, `fit` and `evaluate` compute the loss from the decoder's parameters with XLA
         # (`TrainConfig.xla_loss`); `loss_terms` itself only when asked (xla=True).
@@ -145,7 +150,10 @@ class CVAE(keras.Model):
 
     def condition(self, labels):
         """What the networks see of the labels: one-hot float32 [B, 10], or zeros of that shape
-        for an unconditional model (labels are still checked to be in range)."""
+        for an unconditional model (labels are still checked to be in range); for a model of
+        metadata fields, their values encoded (`cvae.data.fields.encode_tensor`)."""
+        if self.fields:
+            return encode_tensor(self.fields, labels)
         y = one_hot_labels(labels)
         return y if self.config.conditional else tf.zeros_like(y)
 
@@ -196,8 +204,19 @@ class CVAE(keras.Model):
         pipeline (a stateless function of the step, so runs resume and shard exactly); without
         it, it is drawn from the model's seeded generator."""
         x, labels, *noise = inputs
-        y = self.condition(labels)
-        if training and self.config.label_dropout > 0 and getattr(self, "optimizer", None):
+        if training and self.fields and self.config.label_dropout > 0 and getattr(
+                self, "optimizer", None):
+            # Each field of each image hidden on its own (its value unknown), so the model
+            # learns every field's absence, as an empty CSV cell shows it.
+            step = tf.cast(self.optimizer.iterations, tf.int64)
+            u = tf.random.stateless_uniform(tf.shape(labels),
+                                            tf.stack([tf.constant(self.seed, tf.int64), step]))
+            labels = tf.where(u < self.config.label_dropout, np.nan, labels)
+            y = self.condition(labels)
+        else:
+            y = self.condition(labels)
+        if training and not self.fields and self.config.label_dropout > 0 and getattr(
+                self, "optimizer", None):
             # Which images go without their label: a stateless function of (seed, step), so
             # runs resume exactly.
             step = tf.cast(self.optimizer.iterations, tf.int64)
@@ -340,7 +359,8 @@ def build_model(config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0
     code_adversary_ramp_steps, swap_weight and swap_prior_share."""
     model = CVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, seed=seed,
                  dtype_policy=dtype_policy, xla_loss=xla_loss, **label_terms)
-    model((tf.zeros([1, *config.image_shape]), tf.zeros([1], tf.int32)))
+    labels = (tf.zeros([1, len(config.fields)]) if config.fields else tf.zeros([1], tf.int32))
+    model((tf.zeros([1, *config.image_shape]), labels))
     if model.code_adversary is not None:
         model.code_adversary(tf.zeros([1, config.latent_dim]))
     if model.label_judge is not None:

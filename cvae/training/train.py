@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, images
+from cvae.data import folder
 from cvae.model import sampling
 from cvae.config import Config, resolve_precision
 from cvae.files import atomic_write_text, require_writable
@@ -50,9 +51,27 @@ def sample_grid(model: CVAE, columns: int = 10, seed: int = 0) -> np.ndarray:
     prior's: the per-class sampler (`cvae.model.sampling`) is fitted at export, and the exported
     version's grid is written to <run>/class_grid.png then."""
     z = tf.random.stateless_normal([columns, model.config.latent_dim], seed=[seed, 0])
-    z = tf.tile(z, [NUM_CLASSES, 1])
-    labels = tf.repeat(tf.range(NUM_CLASSES), columns)
+    rows = grid_rows(model)
+    z = tf.tile(z, [len(rows), 1])
+    labels = tf.repeat(tf.constant(rows), columns, axis=0)
     return images.grid(model.decode(z, labels).numpy(), columns)
+
+
+GRID_LEVELS = 5  # rows of a grid whose first field is continuous
+
+
+def grid_rows(model: CVAE) -> np.ndarray:
+    """The condition of each row of `sample_grid`: the classes 0..9 (int [10]); for a model of
+    metadata fields, its first field's values (at most 20 of a categorical field, 5 levels of
+    a continuous one), the other fields unknown (float32 [rows, fields], NaN)."""
+    if not model.fields:
+        return np.arange(NUM_CLASSES, dtype=np.int32)
+    first = model.fields[0]
+    levels = (np.arange(min(len(first.values), 20)) if first.kind == "categorical"
+              else np.linspace(first.low, first.high, GRID_LEVELS))
+    rows = np.full([len(levels), len(model.fields)], np.nan, np.float32)
+    rows[:, 0] = levels
+    return rows
 
 
 class _EpochEnd(keras.callbacks.Callback):
@@ -288,12 +307,38 @@ def _float32_model(config: Config, weights: list | None = None) -> CVAE:
     return model
 
 
+def load_data(config: Config):
+    """The splits of `config.data`: Fashion-MNIST's (`cvae.data.Splits`), or a folder's
+    (`cvae.data.folder.FolderSplits`) when `images` is set."""
+    if config.data.images or config.data.metadata:
+        return folder.load_folder_splits(config.data)  # which refuses a CSV without a folder
+    return data.load_splits(config.data)
+
+
+def split_size(split) -> int:
+    """Images in one split of `load_data`'s."""
+    return len(split) if isinstance(split, folder.Rows) else len(split[0])
+
+
 def make_dataset(config: Config, arrays, training: bool, start_step: int = 0) -> tf.data.Dataset:
-    """The pipeline of one split for `config` (see `cvae.data.make_dataset`)."""
+    """The pipeline of one split for `config` (see `cvae.data.make_dataset`, and
+    `cvae.data.folder.make_dataset` for a folder's)."""
+    if isinstance(arrays, folder.Rows):
+        return folder.make_dataset(arrays, batch_size=config.data.batch_size,
+                                   likelihood=config.model.likelihood, seed=config.train.seed,
+                                   training=training, latent_dim=config.model.latent_dim,
+                                   start_step=start_step, binarization=config.model.binarization)
     return data.make_dataset(*arrays, batch_size=config.data.batch_size,
                              likelihood=config.model.likelihood, seed=config.train.seed,
                              training=training, latent_dim=config.model.latent_dim,
                              start_step=start_step, binarization=config.model.binarization)
+
+
+def _describe(field) -> str:
+    if field.kind == "categorical":
+        shown = ", ".join(field.values[:6]) + (", ..." if len(field.values) > 6 else "")
+        return f"{field.name} ({len(field.values)} values: {shown})"
+    return f"{field.name} ({field.low:g} to {field.high:g})"
 
 
 def train(config: Config, resume: bool = False, verbose: int | str = "auto",
@@ -315,15 +360,20 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
                          f"be a multiple of the {replicas} replicas")
     chief, worker_id = _task(strategy)
     require_writable(config.train.runs_dir, "runs")
-    splits = data.load_splits(config.data)
-    if config.model.sampling == "class_posterior":  # fitted at export: fail now, not then
+    splits = load_data(config)
+    if config.data.images:  # the model takes the folder's fields and image shape
+        catalogue = splits.train.catalogue
+        config = config.replace(fields=tuple(f.to_json() for f in catalogue.fields),
+                                image_shape=catalogue.shape)
+        print(f"fields: {', '.join(_describe(f) for f in catalogue.fields)}", flush=True)
+    elif config.model.sampling == "class_posterior":  # fitted at export: fail now, not then
         sampling.check_fittable(splits.train[1], config.model.sampling_components,
                                 pooled=not config.model.conditional)
-    print(f"data: {splits.source}; train {len(splits.train[0])}, validation "
-          f"{len(splits.validation[0])}, test {len(splits.test[0])} images; "
+    print(f"data: {splits.source}; train {split_size(splits.train)}, validation "
+          f"{split_size(splits.validation)}, test {split_size(splits.test)} images; "
           f"{replicas} replica(s) of batch {config.data.batch_size // replicas}", flush=True)
 
-    steps = data.steps_per_epoch(len(splits.train[0]), config.data.batch_size)
+    steps = data.steps_per_epoch(split_size(splits.train), config.data.batch_size)
     with strategy.scope():
         model = compiled_model(config, steps_per_epoch=steps)
         if config.train.init_from and not resume:
@@ -375,14 +425,15 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
 def evaluate(model: CVAE, config: Config, splits: data.Splits | None = None) -> dict:
     """{"validation": {...}, "test": {...}}: neg_elbo, recon, kl in nats per image (and
     bits_per_dim for the 8-bit likelihood), one reparameterised sample per image."""
-    splits = splits or data.load_splits(config.data)
+    splits = splits or load_data(config)
     metrics = {}
     for split in ("validation", "test"):
         result = model.evaluate(make_dataset(config, getattr(splits, split), training=False),
                                 return_dict=True, verbose=0)
         metrics[split] = {k: float(v) for k, v in result.items() if k != "loss"}
         if config.model.likelihood == "discretized_logistic":  # discrete, over 8 bits
-            metrics[split]["bits_per_dim"] = bits_per_dim(metrics[split]["neg_elbo"])
+            metrics[split]["bits_per_dim"] = bits_per_dim(
+                metrics[split]["neg_elbo"], int(np.prod(config.model.image_shape)))
     return metrics
 
 
