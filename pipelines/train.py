@@ -40,9 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "Config.fast, ...)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    if args.images and not args.no_export:
-        parser.error("--images: a model of metadata fields cannot be exported yet "
-                     "(docs/own-images.md); add --no-export to train it")
     if args.metadata and not args.images:
         parser.error("--metadata needs --images, the folder its files are in")
     if args.resume and args.recipe != "cvae":
@@ -70,6 +67,8 @@ def main(argv=None) -> None:
             raise ValueError(f"--resume: {run_dir}/config.json not found; nothing to resume")
         base = Config.from_json((run_dir / "config.json").read_text())
     config = config_from_arguments(args, base)
+    if args.images and args.export_dir is None and not args.resume:  # beside saved_models/cvae
+        config = config.replace(export_dir=str(Path("saved_models") / config.train.name))
 
     if args.logical_cpus is not None and args.logical_cpus < 1:
         raise ValueError(f"--logical-cpus {args.logical_cpus} must be >= 1")

@@ -323,6 +323,11 @@ class CVAE(keras.Model):
             main = [v for v in self.trainable_variables if id(v) not in own]
             grads = tape.gradient(loss, main) + tape.gradient(auxiliary_loss,
                                                               self.auxiliary_variables())
+            # Both gradients complete before any variable moves: the two passes share the
+            # decoder and the judge, and without this order the update could race the second
+            # pass on a multi-threaded CPU (runs stopped repeating exactly).
+            with tf.control_dependencies(grads):
+                grads = [tf.identity(g) for g in grads]
             self.optimizer.apply(grads, main + self.auxiliary_variables())
             del tape
         else:

@@ -21,7 +21,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from cvae.config import Config
 from cvae.labels import NUM_CLASSES
 from cvae.serving.contract import (ASSETS_EXTRA, D, N, PREDICT_METHOD, SIGNATURES, VERSION_NAME,
-                                   WARMUP_FILE)
+                                   WARMUP_FILE, signatures_for)
 
 SERVE_TAG = "serve"  # the MetaGraph tag TF Serving loads
 # TF2 SavedModels list their variable initialiser among the SignatureDefs under this key; the
@@ -43,6 +43,8 @@ ALLOWED_OPS = frozenset({
     "ConcatV2", "Const", "Identity", "OneHot", "Pack", "Placeholder", "Range", "Reshape",
     "SelectV2", "Shape", "Split", "Squeeze", "StridedSlice", "Tile",
     "ZerosLike",  # guidance's label-free condition
+    # a model of metadata fields (cvae.serving.field_export): NaN is an unknown value
+    "IsNan", "LogicalNot", "LogicalOr",
     # control flow: function calls, and tf.map_fn's loop over per-row seeds with its tensor list
     "NoOp", "StatefulPartitionedCall", "StatelessWhile", "TensorListFromTensor",
     "TensorListGetItem", "TensorListReserve", "TensorListSetItem", "TensorListStack",
@@ -126,24 +128,29 @@ def check_version(path: str | os.PathLike) -> list[str]:
     each signature and replays every warm-up request."""
     path = Path(path)
     problems, report = [], []
-    layout_problems, latent_dim = _check_layout(path)
+    layout_problems, config = _check_layout(path)
     problems += layout_problems
+    latent_dim = config.model.latent_dim if config is not None else None
+    # A model of metadata fields follows the contract its fields make.
+    signatures = signatures_for(config.model) if config is not None else SIGNATURES
     if not layout_problems:
         report.append(f"layout: {path} is version {int(path.name)}: saved_model.pb, variables/, "
-                      f"assets.extra/ (config.json, classes.json, metrics.json, {WARMUP_FILE})")
+                      f"assets.extra/ (config.json, "
+                      f"{'fields.json' if config.model.fields else 'classes.json'}, "
+                      f"metrics.json, {WARMUP_FILE})")
     meta_graph, pb_problems = _read_meta_graph(path)
     problems += pb_problems
     if meta_graph is not None:
-        signature_problems = _check_signatures(meta_graph, latent_dim)
+        signature_problems = _check_signatures(meta_graph, latent_dim, signatures)
         problems += signature_problems
         if not signature_problems:
-            report.append(f"signatures: {', '.join(SIGNATURES)} as the contract says (method "
+            report.append(f"signatures: {', '.join(signatures)} as the contract says (method "
                           f"{PREDICT_METHOD}, latent size {latent_dim})")
         op_problems, op_line = _check_ops(meta_graph)
         problems += op_problems
         if not op_problems:
             report.append(op_line)
-        served_problems, served_lines = _check_served(path, latent_dim)
+        served_problems, served_lines = _check_served(path, latent_dim, signatures)
         problems += served_problems
         report += served_lines
     if problems:
@@ -151,9 +158,9 @@ def check_version(path: str | os.PathLike) -> list[str]:
     return report
 
 
-def _check_layout(path: Path) -> tuple[list[str], int | None]:
-    """Problems with the files TF Serving and this project expect, and the latent size from
-    config.json (None if it cannot be read)."""
+def _check_layout(path: Path) -> tuple[list[str], Config | None]:
+    """Problems with the files TF Serving and this project expect, and the config.json it
+    records (None if it cannot be read)."""
     problems = []
     if not VERSION_NAME.fullmatch(path.name):
         problems.append(f"{path}: the version directory's name {path.name!r} is not an integer; "
@@ -178,19 +185,20 @@ def _check_layout(path: Path) -> tuple[list[str], int | None]:
                             "shards)")
             break
     extra = path / ASSETS_EXTRA
-    latent_dim = None
+    config = None
     try:
-        latent_dim = Config.from_json((extra / "config.json").read_text()).model.latent_dim
+        config = Config.from_json((extra / "config.json").read_text())
     except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
         problems.append(f"{ASSETS_EXTRA}/config.json: {e}")
-    try:
-        classes = json.loads((extra / "classes.json").read_text())
-        if not (isinstance(classes, list) and len(classes) == NUM_CLASSES
-                and all(isinstance(c, str) for c in classes)):
-            problems.append(f"{ASSETS_EXTRA}/classes.json: expected a list of {NUM_CLASSES} "
-                            "class names")
-    except (OSError, ValueError) as e:
-        problems.append(f"{ASSETS_EXTRA}/classes.json: {e}")
+    if config is not None and config.model.fields:  # a model of metadata fields
+        try:
+            if json.loads((extra / "fields.json").read_text()) != list(config.model.fields):
+                problems.append(f"{ASSETS_EXTRA}/fields.json: not the fields config.json "
+                                f"records")
+        except (OSError, ValueError) as e:
+            problems.append(f"{ASSETS_EXTRA}/fields.json: {e}")
+    else:
+        problems += _check_classes(extra)
     try:
         if not isinstance(json.loads((extra / "metrics.json").read_text()), dict):
             problems.append(f"{ASSETS_EXTRA}/metrics.json: expected a JSON object")
@@ -199,7 +207,19 @@ def _check_layout(path: Path) -> tuple[list[str], int | None]:
     if not (extra / WARMUP_FILE).is_file():
         problems.append(f"{ASSETS_EXTRA}/{WARMUP_FILE} is missing (TF Serving would serve the "
                         "first requests cold)")
-    return problems, latent_dim
+    return problems, config
+
+
+def _check_classes(extra: Path) -> list[str]:
+    """Problems with a Fashion-MNIST model's classes.json."""
+    try:
+        classes = json.loads((extra / "classes.json").read_text())
+    except (OSError, ValueError) as e:
+        return [f"{ASSETS_EXTRA}/classes.json: {e}"]
+    if not (isinstance(classes, list) and len(classes) == NUM_CLASSES
+            and all(isinstance(c, str) for c in classes)):
+        return [f"{ASSETS_EXTRA}/classes.json: expected a list of {NUM_CLASSES} class names"]
+    return []
 
 
 def _read_meta_graph(path: Path):
@@ -233,15 +253,18 @@ def _dtype(tensor_info) -> str:
         return f"invalid dtype {tensor_info.dtype}"
 
 
-def _check_signatures(meta_graph, latent_dim: int | None) -> list[str]:
-    """Problems with the SignatureDefs TF Serving reads, against cvae.serving.contract.SIGNATURES."""
+def _check_signatures(meta_graph, latent_dim: int | None,
+                      signatures: dict = SIGNATURES) -> list[str]:
+    """Problems with the SignatureDefs TF Serving reads, against the contract `signatures`
+    (cvae.serving.contract.SIGNATURES, or a model of fields' own)."""
     problems = []
     found = {k: v for k, v in meta_graph.signature_def.items() if k != INIT_OP_SIGNATURE}
-    if sorted(found) != sorted(SIGNATURES):
-        missing, extra = sorted(set(SIGNATURES) - set(found)), sorted(set(found) - set(SIGNATURES))
+    if sorted(found) != sorted(signatures):
+        missing = sorted(set(signatures) - set(found))
+        extra = sorted(set(found) - set(signatures))
         problems.append(f"saved_model.pb has signatures {sorted(found)}: missing {missing}, "
                         f"unexpected {extra}")
-    for name, contract in SIGNATURES.items():
+    for name, contract in signatures.items():
         if name not in found:
             continue
         signature = found[name]
@@ -324,7 +347,7 @@ def _check_ops(meta_graph) -> tuple[list[str], str]:
     return problems, line
 
 
-def _contract_json(latent_dim: int | None) -> dict:
+def _contract_json(latent_dim: int | None, signatures: dict = SIGNATURES) -> dict:
     """SIGNATURES for the fresh process, which cannot import cvae: shapes with "N" for the batch
     and the latent size filled in ("D" when config.json could not tell it)."""
     def render(tensor):
@@ -334,14 +357,15 @@ def _contract_json(latent_dim: int | None) -> dict:
 
     return {name: {kind: {key: render(t) for key, t in contract[kind].items()}
                    for kind in ("inputs", "outputs")}
-            for name, contract in SIGNATURES.items()}
+            for name, contract in signatures.items()}
 
 
-def _check_served(path: Path, latent_dim: int | None) -> tuple[list[str], list[str]]:
+def _check_served(path: Path, latent_dim: int | None,
+                  signatures: dict = SIGNATURES) -> tuple[list[str], list[str]]:
     """Problems and report lines from `_served_check.py`, run on `path` in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         contract = Path(tmp) / "contract.json"
-        contract.write_text(json.dumps(_contract_json(latent_dim)))
+        contract.write_text(json.dumps(_contract_json(latent_dim, signatures)))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         try:
             # -P: the script's folder (cvae/) stays off sys.path, so its modules cannot shadow

@@ -88,3 +88,51 @@ def input_specs(signature: str, latent_dim: int) -> list[tf.TensorSpec]:
     """The tf.TensorSpecs of a signature's inputs, in the order its function takes them."""
     return [tf.TensorSpec(t.resolved_shape(latent_dim), t.dtype, name=name)
             for name, t in SIGNATURES[signature]["inputs"].items()]
+
+
+# A model of metadata fields (one's own images, docs/own-images.md) has the signatures its
+# fields make: each field a named input, int32 [N] (a categorical field's value index, -1
+# unknown) or float32 [N] (a continuous field's value in its range, NaN unknown); restyle takes
+# the image's values and, as to_<field>, the values to give it (-1 or NaN: keep).
+FIELD_SIGNATURE_NAMES = ("serving_default", "decode", "encode", "reconstruct", "restyle")
+RESERVED_INPUTS = ("images", "z", "seed")
+
+
+def field_input(field) -> TensorContract:
+    """The contract of one field's input (`cvae.data.fields.Field`)."""
+    if field.kind == "categorical":
+        return TensorContract("int32", (N,), (-1, len(field.values) - 1))
+    return TensorContract("float32", (N,), (field.low, field.high))
+
+
+def field_signatures(fields, image_shape) -> dict[str, dict[str, dict[str, TensorContract]]]:
+    """The contract of a model of metadata fields, in `SIGNATURES`' form."""
+    names = [f.name for f in fields]
+    clash = sorted(set(names) & (set(RESERVED_INPUTS) | {"to_" + n for n in names}))
+    if clash:
+        raise ValueError(f"field name(s) {', '.join(clash)} clash with the signatures' inputs "
+                         f"({', '.join(RESERVED_INPUTS)}, to_<field>)")
+    images = TensorContract("float32", (N, *image_shape), (0.0, 1.0))
+    given = {f.name: field_input(f) for f in fields}
+    target = {"to_" + f.name: field_input(f) for f in fields}
+    return {
+        "serving_default": {"inputs": {**given, "seed": SEED},
+                            "outputs": {"images": images, "z": LATENT}},
+        "decode": {"inputs": {"z": LATENT, **given}, "outputs": {"images": images}},
+        "encode": {"inputs": {"images": images, **given},
+                   "outputs": {"mean": LATENT, "stddev": LATENT}},
+        "reconstruct": {"inputs": {"images": images, **given}, "outputs": {"images": images}},
+        "restyle": {"inputs": {"images": images, **given, **target},
+                    "outputs": {"images": images}},
+    }
+
+
+def signatures_for(model_config) -> dict:
+    """The contract an export of `model_config` (a ModelConfig) follows: SIGNATURES for a
+    Fashion-MNIST model, `field_signatures` for a model of metadata fields."""
+    if not model_config.fields:
+        return SIGNATURES
+    from cvae.data.fields import Field
+
+    return field_signatures([Field.from_json(f) for f in model_config.fields],
+                            tuple(model_config.image_shape))

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, images
-from cvae.data import folder
+from cvae.training.inputs import load_data, make_dataset, split_size
 from cvae.model import sampling
 from cvae.config import Config, resolve_precision
 from cvae.files import atomic_write_text, require_writable
@@ -305,33 +305,6 @@ def _float32_model(config: Config, weights: list | None = None) -> CVAE:
     if weights is not None:
         model.set_weights(weights)
     return model
-
-
-def load_data(config: Config):
-    """The splits of `config.data`: Fashion-MNIST's (`cvae.data.Splits`), or a folder's
-    (`cvae.data.folder.FolderSplits`) when `images` is set."""
-    if config.data.images or config.data.metadata:
-        return folder.load_folder_splits(config.data)  # which refuses a CSV without a folder
-    return data.load_splits(config.data)
-
-
-def split_size(split) -> int:
-    """Images in one split of `load_data`'s."""
-    return len(split) if isinstance(split, folder.Rows) else len(split[0])
-
-
-def make_dataset(config: Config, arrays, training: bool, start_step: int = 0) -> tf.data.Dataset:
-    """The pipeline of one split for `config` (see `cvae.data.make_dataset`, and
-    `cvae.data.folder.make_dataset` for a folder's)."""
-    if isinstance(arrays, folder.Rows):
-        return folder.make_dataset(arrays, batch_size=config.data.batch_size,
-                                   likelihood=config.model.likelihood, seed=config.train.seed,
-                                   training=training, latent_dim=config.model.latent_dim,
-                                   start_step=start_step, binarization=config.model.binarization)
-    return data.make_dataset(*arrays, batch_size=config.data.batch_size,
-                             likelihood=config.model.likelihood, seed=config.train.seed,
-                             training=training, latent_dim=config.model.latent_dim,
-                             start_step=start_step, binarization=config.model.binarization)
 
 
 def _describe(field) -> str:
