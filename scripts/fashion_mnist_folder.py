@@ -1,9 +1,14 @@
 """Writes Fashion-MNIST training images as a folder of PNG files, the layout one's own images
 come in (`cvae.data.folder`): with a metadata CSV (`file`, `label`, and with --colours a
-`colour` column: each garment tinted one of six colours), or in class sub-folders.
+`colour` column: each garment tinted one of six colours; with --derived the fields computed
+from the image itself, `tone` and `fill`, `cvae.data.derived`), or in class sub-folders.
 
     python scripts/fashion_mnist_folder.py --out /tmp/fmnist --limit 50000 [--layout folders]
-        [--colours]
+        [--colours | --derived]
+
+A --derived folder trains with `python -m pipelines.train --images DIR --metadata
+DIR/metadata.csv --continuous fill=0:1 --name NAME`, and `scripts/field_control.py` measures
+the export's control of each field.
 
 Then `python scripts/fashion_mnist_folder.py --out DIR --measure` times reading the folder
 back through `cvae.data.folder.image_dataset` (images/s, the CPU printed), the figure to set
@@ -29,15 +34,21 @@ COLOURS = {"red": (230, 40, 40), "orange": (240, 150, 30), "yellow": (230, 220, 
            "green": (40, 190, 60), "blue": (40, 80, 230), "purple": (150, 50, 200)}
 
 
-def write(out: Path, limit: int, layout: str, colours: bool, seed: int) -> int:
+def write(out: Path, limit: int, layout: str, colours: bool, seed: int,
+          derived: bool = False) -> int:
     from PIL import Image
 
     from cvae.config import DataConfig
+    from cvae.data import derived as derived_fields
     from cvae.data import load_splits
     from cvae.labels import CLASS_NAMES
 
     images, labels = load_splits(DataConfig(validation_size=1)).train
+    # The tone's terciles from every training image, whatever --limit keeps.
+    edges = derived_fields.tone_edges(images, labels)
     images, labels = images[:limit], labels[:limit]
+    tones = derived_fields.tone(images, labels, edges)
+    fills = derived_fields.fill(images)
     tints = np.random.default_rng(seed).integers(0, len(COLOURS), len(images))
     names = list(COLOURS)
     out.mkdir(parents=True)
@@ -52,11 +63,13 @@ def write(out: Path, limit: int, layout: str, colours: bool, seed: int) -> int:
             Image.fromarray(rgb.round().astype(np.uint8), "RGB").save(folder / name)
         else:
             Image.fromarray(image, "L").save(folder / name)
-        rows.append([name, CLASS_NAMES[label]] + ([names[tints[i]]] if colours else []))
+        rows.append([name, CLASS_NAMES[label]] + ([names[tints[i]]] if colours else [])
+                    + ([derived_fields.TONES[tones[i]], f"{fills[i]:.4f}"] if derived else []))
     if layout == "csv":
         with open(out / "metadata.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "label"] + (["colour"] if colours else []))
+            writer.writerow(["file", "label"] + (["colour"] if colours else [])
+                            + (["tone", "fill"] if derived else []))
             writer.writerows(rows)
     return len(rows)
 
@@ -92,6 +105,9 @@ def main(argv=None) -> None:
     parser.add_argument("--layout", choices=("csv", "folders"), default="csv")
     parser.add_argument("--colours", action="store_true", help="tint each garment one of six "
                                                                "colours (a colour column)")
+    parser.add_argument("--derived", action="store_true",
+                        help="add the fields computed from the image (tone, fill; "
+                             "cvae.data.derived)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tints")
     parser.add_argument("--measure", action="store_true",
                         help="time reading an existing folder back instead of writing one")
@@ -109,7 +125,9 @@ def main(argv=None) -> None:
         parser.error(f"--limit must be 1 to {limits.TRAIN_IMAGES - 1}, got {args.limit}")
     if out.exists():
         parser.error(f"--out {out} already exists; give a new folder (nothing was written)")
-    count = write(out, args.limit, args.layout, args.colours, args.seed)
+    if args.derived and args.layout != "csv":
+        parser.error("--derived needs --layout csv (the fields go in the CSV)")
+    count = write(out, args.limit, args.layout, args.colours, args.seed, args.derived)
     print(f"wrote {count} PNG files to {out}"
           + (" with metadata.csv" if args.layout == "csv" else " in class sub-folders"))
 

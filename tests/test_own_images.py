@@ -458,3 +458,53 @@ def test_a_wrong_continuous_range_or_share_is_refused(field, value, message):
 
     with pytest.raises(ValueError, match=message):
         Config().replace(**{field: value})
+
+
+# Fashion-MNIST's derived fields (cvae.data.derived): measured by the same functions on any image
+
+
+def test_fill_and_tone_are_measured_on_the_image_itself():
+    from cvae.data import derived
+
+    images = np.zeros([6, 28, 28], np.uint8)
+    images[0, :14] = 255  # half the frame, white
+    images[1, :7] = 100  # a quarter, mid grey
+    images[2, :, :] = 20  # below the threshold: an empty frame
+    images[3:, :14] = np.array([200, 120, 60], np.uint8)[:, None, None]
+    np.testing.assert_allclose(derived.fill(images), [0.5, 0.25, 0, 0.5, 0.5, 0.5])
+    np.testing.assert_allclose(derived.fill(images[..., None] / 255.0), derived.fill(images))
+    np.testing.assert_allclose(derived.brightness(images)[:3], [1.0, 100 / 255, 0.0], rtol=1e-6)
+    labels = np.zeros(6, np.int64)
+    edges = np.tile(np.array([[90 / 255, 150 / 255]], np.float32), [10, 1])
+    # light: the class's brightest third; dark: its darkest
+    np.testing.assert_array_equal(derived.tone(images[3:], labels[3:], edges), [0, 1, 2])
+    train = np.stack([np.full([28, 28], v, np.uint8) for v in range(40, 250, 7)] * 10)
+    train_labels = np.repeat(np.arange(10), 30)
+    found = derived.tone_edges(train, train_labels)
+    assert found.shape == (10, 2) and (found[:, 0] < found[:, 1]).all()
+    assert np.bincount(derived.tone(train, train_labels, found), minlength=3).tolist() == [
+        100, 100, 100]  # thirds
+
+
+def test_the_derived_folder_has_tone_and_fill_columns_the_catalogue_reads(tmp_path):
+    import subprocess
+    import sys
+
+    from cvae.config import DataConfig
+    from cvae.data import derived, load_splits
+    from conftest import REPO
+
+    out = tmp_path / "derived"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "fashion_mnist_folder.py"), "--out",
+                    str(out), "--limit", "50", "--derived"], check=True, capture_output=True)
+    cat = read_catalogue(out, out / "metadata.csv", continuous={"fill": (0, 1)})
+    assert [f.name for f in cat.fields] == ["label", "tone", "fill"]
+    assert cat.fields[1].values == ("dark", "light", "medium")
+    images, labels = load_splits(DataConfig(validation_size=1)).train
+    edges = derived.tone_edges(images, labels)
+    tones = [derived.TONES.index(cat.fields[1].values[int(v)]) for v in cat.values[:, 1]]
+    np.testing.assert_array_equal(tones, derived.tone(images[:50], labels[:50], edges))
+    np.testing.assert_allclose(cat.values[:, 2], derived.fill(images[:50]), atol=5e-5)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "field_control.py"),
+                             "--model", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2 and "no assets.extra/fields.json" in result.stderr
