@@ -508,3 +508,14 @@ def test_the_derived_folder_has_tone_and_fill_columns_the_catalogue_reads(tmp_pa
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "field_control.py"),
                              "--model", str(out)], capture_output=True, text=True)
     assert result.returncode == 2 and "no assets.extra/fields.json" in result.stderr
+
+
+def test_generate_names_a_model_of_fields_instead_of_failing_on_its_classes(tinted, tmp_path):
+    from conftest import run_python
+
+    result = run_python("-m", "pipelines.generate", "--model", str(tinted["export"].parent),
+                        "--label", "Sneaker", "--num", "2", "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    assert ("is a model of metadata fields (label, colour); this command takes Fashion-MNIST "
+            "models") in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -44,6 +44,12 @@ def load(model_dir: str | os.PathLike, version: int | None = None) -> ServedMode
     """Loads a version of the exported model with `tf.saved_model.load`; a version that is not a
     loadable export of this project raises ModelLoadError naming the problem."""
     path = resolve_version(model_dir, version)
+    fields_file = path / "assets.extra" / "fields.json"
+    if fields_file.is_file():  # pipelines.train --images: its signatures take fields by name
+        fields = [f.get("name", "?") for f in _read_json(fields_file) if isinstance(f, dict)]
+        raise ModelLoadError(f"{path} is a model of metadata fields ({', '.join(fields)}); "
+                             f"this command takes Fashion-MNIST models: call its signatures with "
+                             f"each field by name (docs/own-images.md#serving-a-model-of-fields)")
     class_names = _read_json(path / "assets.extra" / "classes.json")
     if not (isinstance(class_names, list) and class_names
             and all(isinstance(n, str) for n in class_names)):
