@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "Config.fast, ...)")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
+    if args.images and not args.name and not args.resume:
+        parser.error("--images needs --name: the run and its export (saved_models/NAME) are "
+                     "named after it, apart from the Fashion-MNIST model's")
     if args.metadata and not args.images:
         parser.error("--metadata needs --images, the folder its files are in")
     if args.resume and args.recipe != "cvae":

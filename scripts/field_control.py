@@ -63,7 +63,9 @@ def measure(model: str, fields: dict, per_cell: int, restyled: int, classifier_d
     served = tf.saved_model.load(model).signatures
     classify, _, _ = classifier.load(classifier_dir)
     splits = load_splits(DataConfig())
-    edges = derived.tone_edges(*splits.train)
+    # The terciles the folder's tone column was computed with (every training image but one:
+    # scripts/fashion_mnist_folder.py).
+    edges = derived.tone_edges(*load_splits(DataConfig(validation_size=1)).train)
     labels_to_index = {name: i for i, name in enumerate(fields["label"]["values"])}
     # The folder's label names are Fashion-MNIST's (T-shirt/top written T-shirt-top in folders).
     class_index = np.array([labels_to_index[n] for n in CLASS_NAMES])

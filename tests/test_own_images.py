@@ -519,3 +519,37 @@ def test_generate_names_a_model_of_fields_instead_of_failing_on_its_classes(tint
     assert ("is a model of metadata fields (label, colour); this command takes Fashion-MNIST "
             "models") in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("names,message", [
+    pytest.param(("_x",), "a letter first", id="underscore-first"),
+    pytest.param(("seed",), "the served signatures' own inputs", id="reserved"),
+    pytest.param(("to_colour",), "the served signatures' own inputs", id="to-prefix"),
+    pytest.param(("colour", "Colour"), "defined twice \\(names are compared ignoring case\\)",
+                 id="case"),
+])
+def test_field_names_the_export_could_not_serve_are_refused_before_training(tmp_path, names,
+                                                                           message):
+    rows = _garments(tmp_path / "images", n=3)
+    header = ("file",) + names
+    rows = [(r[0],) + tuple(r[1] for _ in names) for r in rows]
+    csv = _csv(tmp_path / "meta.csv", rows, header)
+    with pytest.raises((CatalogueError, FieldError), match=message):
+        read_catalogue(tmp_path / "images", csv)
+
+
+def test_an_image_side_above_the_networks_bound_is_refused_before_decoding(tmp_path):
+    rows = _garments(tmp_path / "images", n=2)
+    Image.new("L", (300, 300)).save(tmp_path / "images" / rows[1][0])
+    _refused(tmp_path, rows, r"g01.png: 300x300; the networks take a side of at most 256")
+
+
+def test_images_without_a_name_are_refused_so_the_shipped_model_keeps_its_folder(tmp_path):
+    from conftest import run_python
+
+    rows = _garments(tmp_path / "images", n=3)
+    result = run_python("-m", "pipelines.train", "--images", str(tmp_path / "images"),
+                        "--metadata", str(_csv(tmp_path / "meta.csv", rows)),
+                        "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "--images needs --name" in result.stderr
+    assert not (tmp_path / "runs").exists()

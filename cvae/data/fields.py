@@ -20,7 +20,10 @@ import numpy as np
 Kind = Literal["categorical", "continuous"]
 UNKNOWN = math.nan  # a field's value when the metadata leaves it empty
 MAX_VALUES = 1000  # values of one categorical field
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# The served signatures' own inputs (cvae.serving.contract.field_signatures), and restyle's
+# to_<field>: no field may take these names.
+RESERVED = ("images", "z", "seed")
 
 
 class FieldError(ValueError):
@@ -42,7 +45,10 @@ class Field:
     def __post_init__(self):
         if not _NAME.fullmatch(self.name):
             raise FieldError(f"field name {self.name!r}: use letters, digits and _ (a letter "
-                             f"or _ first, at most 64)")
+                             f"first, at most 64)")
+        if self.name.lower() in RESERVED or self.name.lower().startswith("to_"):
+            raise FieldError(f"field name {self.name!r}: {', '.join(RESERVED)} and to_... are "
+                             f"the served signatures' own inputs")
         if self.kind == "categorical":
             if not 1 <= len(self.values) <= MAX_VALUES:
                 raise FieldError(f"field {self.name}: a categorical field needs 1 to "
@@ -68,7 +74,7 @@ class Field:
 
     def parse(self, text) -> float:
         """A value given as text (or a number): a categorical field's value name (exactly, or
-        its index as a number) -> its index; a continuous field's number, checked against the
+        else ignoring case) -> its index; a continuous field's number, checked against the
         range. Empty -> UNKNOWN. Raises FieldError naming the field and the value."""
         if text is None or (isinstance(text, float) and math.isnan(text)):
             return UNKNOWN
@@ -117,10 +123,11 @@ def check_fields(fields) -> tuple[Field, ...]:
     fields = tuple(fields)
     if not fields:
         raise FieldError("a model needs at least one metadata field")
-    names = [f.name for f in fields]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    names = [f.name.lower() for f in fields]  # serving's argument names ignore case
+    repeated = sorted({f.name for f in fields if names.count(f.name.lower()) > 1})
     if repeated:
-        raise FieldError(f"field(s) {', '.join(repeated)} defined twice")
+        raise FieldError(f"field(s) {', '.join(repeated)} defined twice (names are compared "
+                         f"ignoring case)")
     return fields
 
 

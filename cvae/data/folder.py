@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import limits
-from cvae.data.fields import Field, FieldError, encode
+from cvae.data.fields import Field, FieldError, check_fields, encode
 
 FILE_COLUMN = "file"
 LABEL_FIELD = "label"  # the field class sub-folders give
@@ -82,7 +82,7 @@ def read_catalogue(images: str | os.PathLike, metadata: str | os.PathLike | None
                              f"{limits.MAX_CATALOGUE_IMAGES}")
     shape = _check_images(files, root)
     return Catalogue(files=tuple(str(f) for f in files), values=field_values,
-                     fields=tuple(fields), shape=shape, source=source)
+                     fields=check_fields(fields), shape=shape, source=source)
 
 
 def _from_sub_folders(root: Path, declared: tuple[str, ...] | None):
@@ -190,9 +190,14 @@ def _image_shape(file: Path) -> tuple[int, int, int]:
         with Image.open(file) as image:
             if image.format not in ("PNG", "JPEG"):
                 raise CatalogueError(f"{file}: a {image.format} image; PNG and JPEG are read")
+            width, height = image.size
+            if max(width, height) > MAX_SIDE:  # before decoding a huge image's pixels
+                raise CatalogueError(f"{file}: {height}x{width}; the networks take a side of at "
+                                     f"most {MAX_SIDE}")
             image.load()  # decodes every pixel: a truncated or corrupt file fails here
-            mode, (width, height) = image.mode, image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            mode = image.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as e:
         if isinstance(e, CatalogueError):
             raise
         raise CatalogueError(f"{file}: not a readable PNG or JPEG image ({e})") from None

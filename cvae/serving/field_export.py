@@ -166,6 +166,10 @@ def export_fields(model: CVAE, config: Config, metrics: dict | None,
     if model.config != config.model or not model.fields:
         raise ValueError("export_fields: a model of metadata fields with its own config")
     model_name = Path(base_dir).resolve().name
+    others = sorted(p.name for p in Path(base_dir).glob("*/assets.extra/classes.json"))
+    if others:
+        raise ValueError(f"export: {base_dir} holds a Fashion-MNIST model's versions; a model of "
+                         f"metadata fields goes under its own base path (--name / --export-dir)")
 
     def fill(tmp: Path) -> None:
         module = FieldServingModule(model)

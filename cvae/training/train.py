@@ -339,6 +339,9 @@ def train(config: Config, resume: bool = False, verbose: int | str = "auto",
         config = config.replace(fields=tuple(f.to_json() for f in catalogue.fields),
                                 image_shape=catalogue.shape)
         print(f"fields: {', '.join(_describe(f) for f in catalogue.fields)}", flush=True)
+    elif tuple(config.model.image_shape) != (28, 28, 1):
+        raise ValueError(f"config: image_shape={tuple(config.model.image_shape)} is for a folder "
+                         f"of one's own images (--images); Fashion-MNIST is 28x28x1")
     elif config.model.sampling == "class_posterior":  # fitted at export: fail now, not then
         sampling.check_fittable(splits.train[1], config.model.sampling_components,
                                 pooled=not config.model.conditional)
