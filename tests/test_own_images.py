@@ -553,3 +553,21 @@ def test_images_without_a_name_are_refused_so_the_shipped_model_keeps_its_folder
                         "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "--images needs --name" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_fields_signatures_refuse_inputs_of_other_batch_sizes_and_values(tinted):
+    import tensorflow as tf
+
+    restyle = tf.saved_model.load(str(tinted["export"])).signatures["restyle"]
+    images = tf.zeros([3, 28, 28, 3])
+    three = tf.constant([0, 1, 2], tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+        restyle(images=images, label=three, colour=three, to_label=three,
+                to_colour=tf.constant([4], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="colour out of range: values are "
+                                                             "-1 \\(unknown\\) or 0..5"):
+        restyle(images=images, label=three, colour=tf.constant([0, 6, 1], tf.int32),
+                to_label=three, to_colour=three)
+    out = restyle(images=images, label=three, colour=three, to_label=tf.constant([-1] * 3),
+                  to_colour=tf.constant([5, -1, 0], tf.int32))["images"]
+    assert out.shape == (3, 28, 28, 3)

@@ -124,6 +124,13 @@ class FieldServingModule(tf.Module):
 
 def _function(body, names, specs):
     def call(*args):
+        first = tf.shape(args[0])[0]
+        checks = [tf.debugging.assert_equal(
+            tf.shape(a)[0], first, message=f"inputs {names[0]} and {name} must have the same "
+                                           f"batch size (dimension 0)")
+            for name, a in zip(names[1:], args[1:])]
+        with tf.control_dependencies(checks):
+            args = [tf.identity(a) for a in args]
         return body(dict(zip(names, args)))
 
     return tf.function(call, input_signature=specs).get_concrete_function()
