@@ -195,12 +195,19 @@ def preprocess_batch(images: tf.Tensor, labels: tf.Tensor, likelihood: Likelihoo
     or statically, by `binarize_static`.
     """
     x = tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
-    if likelihood == "bernoulli":
-        if binarization == "static":
-            return binarize_static(x), tf.cast(labels, tf.int32)
-        u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
-        x = tf.cast(u < x, tf.float32)
-    return x, tf.cast(labels, tf.int32)
+    return binarised(x, likelihood, seed, binarization), tf.cast(labels, tf.int32)
+
+
+def binarised(x: tf.Tensor, likelihood: Likelihood, seed: tf.Tensor,
+              binarization: Binarization = "dynamic") -> tf.Tensor:
+    """Pixels in [0, 1] as the likelihood takes them: binarised for the Bernoulli likelihood
+    (`preprocess_batch`), unchanged otherwise."""
+    if likelihood != "bernoulli":
+        return x
+    if binarization == "static":
+        return binarize_static(x)
+    u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
+    return tf.cast(u < x, tf.float32)
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
@@ -234,8 +241,26 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
     `steps_per_epoch` full batches (give `fit` that many steps per epoch). Evaluation: the
     images once, in order, the last batch partial, the same draws every time.
     """
-    n = len(images)
     images_t, labels_t = tf.constant(images), tf.constant(labels)
+
+    def batch(step, index):
+        x, y = preprocess_batch(tf.gather(images_t, index), tf.gather(labels_t, index),
+                                likelihood, _stream(seed, _BINARISE, step), binarization)
+        eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
+                                         _stream(seed, _NOISE, step))
+        return x, y, eps
+
+    ds = batch_indices(len(images), batch_size, seed, training, start_step)
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, training: bool,
+                  start_step: int = 0) -> tf.data.Dataset:
+    """The (step, row indices [B]) of `make_dataset`'s batches over n rows: for training an
+    endless stream of epochs, each a permutation keyed by (seed, epoch) cut into
+    `steps_per_epoch` full batches, from `start_step` on; for evaluation the rows once, in
+    order, the last batch partial."""
     if training:
         steps = steps_per_epoch(n, batch_size)
         if steps < 1:
@@ -252,14 +277,4 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
     else:
         indices = tf.data.Dataset.range(n).batch(batch_size)
         start_step = 0
-
-    def batch(step, index):
-        x, y = preprocess_batch(tf.gather(images_t, index), tf.gather(labels_t, index),
-                                likelihood, _stream(seed, _BINARISE, step), binarization)
-        eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
-                                         _stream(seed, _NOISE, step))
-        return x, y, eps
-
-    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step, 2**62), indices)
-    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.zip(tf.data.Dataset.range(start_step, 2**62), indices)

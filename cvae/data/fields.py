@@ -118,6 +118,18 @@ class Field:
                    high=float(data.get("high", 1.0)), description=data.get("description", ""))
 
 
+GRID_ROWS = 20  # at most this many values of a categorical field in a grid of samples
+GRID_LEVELS = 5  # levels of a continuous field in a grid of samples
+
+
+def grid_levels(field: Field) -> np.ndarray:
+    """The values of a grid of samples' rows, one row each: a categorical field's first
+    GRID_ROWS value indices, or GRID_LEVELS levels spanning a continuous field's range."""
+    if field.kind == "categorical":
+        return np.arange(min(len(field.values), GRID_ROWS))
+    return np.linspace(field.low, field.high, GRID_LEVELS)
+
+
 def check_fields(fields) -> tuple[Field, ...]:
     """The fields as a tuple, refusing none and repeated names."""
     fields = tuple(fields)

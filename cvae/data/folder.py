@@ -241,6 +241,20 @@ def split(n: int, seed: int, validation_share: float, test_share: float
             "test": np.sort(order[n - n_test:])}
 
 
+def _reader(catalogue: Catalogue):
+    """A function from an image file's path to its pixels, uint8 [H, W, C] of the catalogue."""
+    import tensorflow as tf
+
+    height, width, channels = catalogue.shape
+
+    def read(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                   expand_animations=False)
+        return tf.ensure_shape(image, [height, width, channels])
+
+    return read
+
+
 def image_dataset(catalogue: Catalogue, rows, batch_size: int):
     """A tf.data pipeline of the images of `rows` (in that order), read from their files and
     decoded in parallel as they are needed, with their encoded metadata: (uint8 [B, H, W, C],
@@ -248,16 +262,9 @@ def image_dataset(catalogue: Catalogue, rows, batch_size: int):
     import tensorflow as tf
 
     rows = np.asarray(rows, np.int64)
-    height, width, channels = catalogue.shape
     paths = tf.constant([catalogue.files[r] for r in rows])
-
-    def read(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                                   expand_animations=False)
-        return tf.ensure_shape(image, [height, width, channels])
-
     pixels = tf.data.Dataset.from_tensor_slices(paths).map(
-        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        _reader(catalogue), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     conditions = tf.data.Dataset.from_tensor_slices(catalogue.conditions(rows))
     return (tf.data.Dataset.zip(pixels, conditions).batch(batch_size)
             .prefetch(tf.data.AUTOTUNE))
@@ -319,49 +326,21 @@ def make_dataset(split: Rows, *, batch_size: int, likelihood: str, seed: int, tr
     so a run repeats and resumes exactly."""
     import tensorflow as tf
 
-    from cvae.data import _BINARISE, _NOISE, _SHUFFLE, _stream, binarize_static, steps_per_epoch
+    from cvae.data import _BINARISE, _NOISE, _stream, batch_indices, binarised
 
-    catalogue = split.catalogue
-    height, width, channels = catalogue.shape
-    n = len(split)
-    paths = tf.constant([catalogue.files[r] for r in split.rows])
-    values = tf.constant(catalogue.values[split.rows], tf.float32)
-    if training:
-        steps = steps_per_epoch(n, batch_size)
-        if steps < 1:
-            raise CatalogueError(f"batch_size={batch_size} is larger than the {n} training "
-                                 f"images")
-
-        def epoch_batches(epoch):
-            order = tf.argsort(tf.random.stateless_uniform([n], _stream(seed, _SHUFFLE, epoch)))
-            return tf.data.Dataset.from_tensor_slices(
-                tf.reshape(order[:steps * batch_size], [steps, batch_size]))
-
-        first_epoch, skip = divmod(start_step, steps)
-        indices = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_batches).skip(skip)
-    else:
-        indices = tf.data.Dataset.range(n).batch(batch_size)
-        start_step = 0
-
-    def read(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                                   expand_animations=False)
-        return tf.ensure_shape(image, [height, width, channels])
+    read = _reader(split.catalogue)
+    paths = tf.constant([split.catalogue.files[r] for r in split.rows])
+    values = tf.constant(split.catalogue.values[split.rows], tf.float32)
 
     def batch(step, index):
         pixels = tf.map_fn(read, tf.gather(paths, index), fn_output_signature=tf.uint8,
                            parallel_iterations=16)
-        x = tf.cast(pixels, tf.float32) / 255.0
-        if likelihood == "bernoulli":
-            if binarization == "static":
-                x = binarize_static(x)
-            else:
-                u = tf.random.stateless_uniform(tf.shape(x), seed=_stream(seed, _BINARISE, step))
-                x = tf.cast(u < x, tf.float32)
+        x = binarised(tf.cast(pixels, tf.float32) / 255.0, likelihood,
+                      _stream(seed, _BINARISE, step), binarization)
         eps = tf.random.stateless_normal([tf.shape(index)[0], latent_dim],
                                          _stream(seed, _NOISE, step))
         return x, tf.gather(values, index), eps
 
-    ds = tf.data.Dataset.zip(tf.data.Dataset.range(start_step, 2**62), indices)
+    ds = batch_indices(len(split), batch_size, seed, training, start_step)
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -200,13 +200,11 @@ def field_grid(path: str | os.PathLike, columns: int = 10) -> np.ndarray:
     """uint8 [H, W, C]: the export's samples, one row per value of its first field (at most 20;
     5 levels of a continuous one), one column per seed, the other fields unknown."""
     from cvae import images
-    from cvae.data.fields import Field
+    from cvae.data.fields import Field, grid_levels
 
     config = json.loads((Path(path) / ASSETS_EXTRA / "config.json").read_text())
     fields = [Field.from_json(f) for f in config["model"]["fields"]]
-    first = fields[0]
-    levels = (np.arange(min(len(first.values), 20)) if first.kind == "categorical"
-              else np.linspace(first.low, first.high, 5))
+    levels = grid_levels(fields[0])
     rows = len(levels)
     inputs = {}
     for i, f in enumerate(fields):

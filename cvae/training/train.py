@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cvae import data, images
+from cvae.data.fields import grid_levels
 from cvae.training.inputs import load_data, make_dataset, split_size
 from cvae.model import sampling
 from cvae.config import Config, resolve_precision
@@ -57,18 +58,13 @@ def sample_grid(model: CVAE, columns: int = 10, seed: int = 0) -> np.ndarray:
     return images.grid(model.decode(z, labels).numpy(), columns)
 
 
-GRID_LEVELS = 5  # rows of a grid whose first field is continuous
-
-
 def grid_rows(model: CVAE) -> np.ndarray:
     """The condition of each row of `sample_grid`: the classes 0..9 (int [10]); for a model of
     metadata fields, its first field's values (at most 20 of a categorical field, 5 levels of
     a continuous one), the other fields unknown (float32 [rows, fields], NaN)."""
     if not model.fields:
         return np.arange(NUM_CLASSES, dtype=np.int32)
-    first = model.fields[0]
-    levels = (np.arange(min(len(first.values), 20)) if first.kind == "categorical"
-              else np.linspace(first.low, first.high, GRID_LEVELS))
+    levels = grid_levels(model.fields[0])
     rows = np.full([len(levels), len(model.fields)], np.nan, np.float32)
     rows[:, 0] = levels
     return rows
